@@ -1,0 +1,58 @@
+"""One exception hierarchy for every user-facing failure.
+
+A :class:`GtptError` is a *user* error: its message is one line saying what was expected, what was found and
+what to do. The CLI prints it without a traceback and exits non-zero. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class GtptError(Exception):
+    """Base class: a problem with the user's input, files or environment (not a bug)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(GtptError):
+    """A model name that is not in the registry."""
+
+
+class CheckpointError(GtptError):
+    """A checkpoint that cannot be read, is unsafe, or does not fit the requested variant."""
+
+
+class ArtifactExistsError(GtptError):
+    """An output file exists and overwriting was not allowed."""
+
+
+class OutputPathError(GtptError):
+    """An output location that cannot be written."""
+
+
+class ExportError(GtptError):
+    """An export that failed its checks (nothing was kept)."""
+
+
+class MissingDependencyError(GtptError):
+    """An optional package is needed for this operation."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed; "
+            f"install it with: pip install 'gtpt-deploy[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class InputImageError(GtptError):
+    """An image that is missing or cannot be decoded."""
+
+
+class AnnotationError(GtptError):
+    """A COCO annotation or results file that is malformed."""
+
+
+class ArtifactError(GtptError):
+    """An artifact (ONNX file, engine) that is not what the caller expects."""
