@@ -1,0 +1,141 @@
+"""Checkpoint reading: every format the official code writes -> the state dict of our inference model.
+
+Accepted: a plain state dict with both branches (``model_best.pth``, ``final_state.pth``); dicts holding it under
+``state_dict`` / ``best_state_dict`` / ``model`` (``checkpoint.pth``, mmpose-style files); keys with a ``module.``
+prefix (DataParallel); EMA-only dicts; and our own files (``save_checkpoint``). Files are read with
+``torch.load(weights_only=True)``: nothing from the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import CheckpointError
+from .gtpt import VARIANTS
+
+log = logging.getLogger(__name__)
+
+FORMAT = "gtpt-deploy"
+FORMAT_VERSION = 1
+_CONTAINER_KEYS = ("state_dict", "best_state_dict", "model")
+_EMA_PREFIXES = ("ema_features.", "ema_mlp_head_x.", "ema_mlp_head_y.")
+_STUDENT_PREFIXES = ("features.", "mlp_head_x.", "mlp_head_y.")
+# Keys of the official model that carry no information for inference: the constant boolean group-attention mask
+# (rebuilt implicitly) and BatchNorm's step counter.
+_IGNORED_SUFFIXES = (".mask", ".num_batches_tracked")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``path`` safely -> (inference-branch state dict with ``ema_*`` keys, float32; metadata dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise CheckpointError(
+                f"refusing to load {path}: it needs arbitrary unpickling (objects beyond tensors and plain "
+                f"containers), which could execute code; re-save it as a plain state dict "
+                f"(torch.save(model.state_dict(), ...)) from a trusted environment") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({first}); expected a .pth file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint or is truncated ({first}); "
+                              f"re-download or re-save it") from None
+    state, meta = _unwrap(obj, path)
+    return _inference_branch(state, path), meta
+
+
+def _unwrap(obj: Any, path: Path) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict; expected a dict of tensors")
+    meta: dict[str, Any] = dict(obj.get("meta", {})) if isinstance(obj.get("meta"), Mapping) else {}
+    for key in _CONTAINER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            log.debug("using the '%s' entry of %s", key, path)
+            return inner, meta
+    return obj, meta
+
+
+def _inference_branch(state: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    tensors = {(k[len("module."):] if k.startswith("module.") else k): v
+               for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path} contains no tensors; expected a GTPT state dict")
+    ema = {k: v for k, v in tensors.items() if k.startswith(_EMA_PREFIXES)}
+    if not ema:
+        student = {k: v for k, v in tensors.items() if k.startswith(_STUDENT_PREFIXES)}
+        if not student:
+            raise CheckpointError(
+                f"{path} has no GTPT weights (no 'ema_features.*' or 'features.*' keys; first keys: "
+                f"{', '.join(list(tensors)[:3])}); expected an official GTPT or gtpt-deploy checkpoint")
+        log.warning("%s has no EMA branch; using its student weights (features.*) as the inference branch", path)
+        ema = {"ema_" + k: v for k, v in student.items()}
+    return {k: (v.float() if v.is_floating_point() else v)
+            for k, v in ema.items() if not k.endswith(_IGNORED_SUFFIXES)}
+
+
+def detect_variant(state: Mapping[str, torch.Tensor]) -> str:
+    """Registry name of the variant whose shapes ``state`` (ema_* keys) holds; CheckpointError if none fits."""
+    try:
+        dim = state["ema_features.keypoint_token"].shape[-1]
+        stem_out = state["ema_features.patch2emb_norm.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"cannot identify the GTPT variant: key {e.args[0]} is missing") from None
+    wholebody = "ema_features.fine_keypoint_token" in state
+    unet = any(k.startswith("ema_features.stem.down_layer1.") for k in state)
+    for name, cfg in VARIANTS.items():
+        if (cfg.wholebody, cfg.backbone == "unet", cfg.dim, cfg.stem_channels) == (wholebody, unet, dim, stem_out):
+            return name
+    raise CheckpointError(f"no GTPT variant has these shapes (dim {dim}, stem channels {stem_out}, "
+                          f"{'whole-body' if wholebody else 'COCO'}, {'U-' if unet else 'lite '}stem)")
+
+
+def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Strictly load ``state`` into ``model``: every inference key must be present with the right shape."""
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith(_IGNORED_SUFFIXES)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): "
+                         f"{', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}")
+        raise CheckpointError(f"{path} does not fit {model.cfg.name}: {'; '.join(parts)}")
+    bad = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(f"{path} does not fit {model.cfg.name}: {k} has shape {tuple(state[k].shape)}, "
+                              f"expected {tuple(expected[k].shape)}")
+    model.load_state_dict(dict(state), strict=False)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None,
+                    half: bool = False) -> None:
+    """Write the inference branch in the official key layout (``ema_*``) under ``state_dict`` with a ``meta`` dict.
+
+    Loads with our reader and with the official code (``best_state_dict``/``state_dict`` containers and plain
+    ``ema_*`` keys). ``half`` stores floating tensors as float16 (the reader upcasts).
+    """
+    from ..artifacts import atomic_path
+
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "variant": model.cfg.name,
+               "meta": dict(meta or {}), "state_dict": state}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
