@@ -73,5 +73,30 @@ def models_cmd(as_json: bool) -> None:
                    f"{r['params_m']:>10.3f} {r['gmacs']:>7.3f}  {r['description']}")
 
 
+@main.command("evaluate")
+@click.argument("ann", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
+    """COCO keypoint AP of a RESULTS file against an ANN annotation file (COCO or COCO-WholeBody).
+
+    \b
+    COCO: pycocotools COCOeval 'keypoints' -> {"AP","AP50","AP75","APm","APl","AR"}.
+    COCO-WholeBody (annotations with foot_kpts): xtcocotools per-part semantics ->
+    {"body","foot","face","lefthand","righthand","wholebody"}, each with the same keys.
+    The results are scored as they are (rescoring and OKS NMS belong to the run that wrote them).
+    Examples:
+      gtpt-deploy evaluate person_keypoints_val2017.json results.json
+      gtpt-deploy evaluate coco_wholebody_val_v1.0.json results.json --json | jq .wholebody.AP
+    """
+    from .evaluate import evaluate
+
+    metrics = evaluate(ann, results)
+    if as_json:
+        _echo_json(metrics.to_dict())
+    else:
+        click.echo(metrics.format_table())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

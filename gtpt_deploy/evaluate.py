@@ -1,0 +1,356 @@
+"""COCO / COCO-WholeBody keypoint AP, rescoring and OKS NMS (official GTPT protocol, spec §5 steps 11-14).
+
+numpy only; pycocotools is imported when a metric is computed (extra ``eval``). COCO uses plain pycocotools
+``COCOeval(gt, dt, 'keypoints')``; COCO-WholeBody (detected from ``foot_kpts`` in the annotations) uses
+:mod:`gtpt_deploy.wholebody_eval`, which reproduces xtcocotools' per-part numbers without depending on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import AnnotationError
+from .keypoints import COCO, WHOLEBODY, WHOLEBODY_PARTS, DatasetInfo, dataset_for
+from .wholebody_eval import PART_NAMES, evaluate_parts, require_pycocotools
+
+log = logging.getLogger(__name__)
+
+IN_VIS_THRE = 0.01
+OKS_THRE = 0.9
+HEADLINE = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+
+AnnotationsLike = Union[str, Path, dict]
+ResultsLike = Union[str, Path, list]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The 10 COCO keypoint stats (OKS thresholds .50:.95, maxDets 20); -1 where no ground truth is in range."""
+
+    AP: float
+    AP50: float
+    AP75: float
+    APm: float
+    APl: float
+    AR: float
+    AR50: float
+    AR75: float
+    ARm: float
+    ARl: float
+
+    @classmethod
+    def from_stats(cls, stats: np.ndarray) -> "Metrics":
+        """From pycocotools ``COCOeval.stats`` (10,) in its order."""
+        return cls(*(float(v) for v in np.asarray(stats)[:10]))
+
+    def to_dict(self, full: bool = False) -> dict[str, float]:
+        """The headline AP, AP50, AP75, APm, APl, AR (all 10 stats with ``full``)."""
+        d = asdict(self)
+        return d if full else {k: d[k] for k in HEADLINE}
+
+    def format_table(self) -> str:
+        """One header line and one value line (3 decimals, as the COCO summary)."""
+        names = [f.name for f in fields(self)]
+        return "  ".join(f"{n:>6}" for n in names) + "\n" + "  ".join(f"{getattr(self, n):6.3f}" for n in names)
+
+
+@dataclass(frozen=True)
+class WholeBodyMetrics:
+    """COCO-WholeBody per-part metrics; ``wholebody`` (all 133 points) is the headline."""
+
+    body: Metrics
+    foot: Metrics
+    face: Metrics
+    lefthand: Metrics
+    righthand: Metrics
+    wholebody: Metrics
+
+    @property
+    def AP(self) -> float:  # noqa: N802 - COCO naming
+        return self.wholebody.AP
+
+    def to_dict(self, full: bool = False) -> dict[str, dict[str, float]]:
+        """``{part: metrics dict}`` for the six parts."""
+        return {p: getattr(self, p).to_dict(full) for p in PART_NAMES}
+
+    def format_table(self) -> str:
+        """One line per part: AP, AP50, AP75, APm, APl, AR."""
+        lines = [f"{'part':<10}" + "".join(f"{n:>7}" for n in HEADLINE)]
+        for p in PART_NAMES:
+            m = getattr(self, p).to_dict()
+            lines.append(f"{p:<10}" + "".join(f"{m[n]:7.3f}" for n in HEADLINE))
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- loading / checks
+
+def _read_json(path: str | Path, what: str) -> Any:
+    p = Path(path)
+    try:
+        with p.open("r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError(f"{p}: expected an existing {what} file, got no such file; check the path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{p}: expected a {what} in JSON, got invalid JSON ({e}); "
+                              f"pass the .json file itself") from None
+
+
+def _check_kpts(rec: dict, field: str, n: int, where: str) -> None:
+    v = rec.get(field)
+    if not isinstance(v, list) or len(v) != 3 * n:
+        got = f"length {len(v)}" if isinstance(v, list) else ("no such field" if v is None else type(v).__name__)
+        raise AnnotationError(f"{where}: expected '{field}' as a flat list of {3 * n} numbers ({n} points x, y, v), "
+                              f"got {got}; check that the file matches the dataset's keypoint layout")
+
+
+def is_wholebody(gt: dict) -> bool:
+    """True for COCO-WholeBody annotations (records carry ``foot_kpts``)."""
+    return any("foot_kpts" in a for a in gt.get("annotations", []))
+
+
+def load_annotations(ann: AnnotationsLike) -> dict:
+    """Read and check a COCO / COCO-WholeBody keypoint annotation file (or a loaded dict, which is copied).
+
+    Checks the top-level lists, image ids and, per annotation, image_id, category_id, bbox, area and the keypoint
+    fields of the layout; a missing ``iscrowd`` is read as 0 (as xtcocotools does). Raises AnnotationError.
+    """
+    where = str(ann) if isinstance(ann, (str, Path)) else "annotations"
+    gt = _read_json(ann, "COCO annotation") if isinstance(ann, (str, Path)) else copy.deepcopy(ann)
+    if not isinstance(gt, dict):
+        raise AnnotationError(f"{where}: expected a COCO annotation object with 'images', 'annotations' and "
+                              f"'categories', got a JSON {type(gt).__name__}; is this a results file? "
+                              f"pass the annotation file first")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(gt.get(key), list):
+            raise AnnotationError(f"{where}: expected a COCO annotation file whose '{key}' is a list, got "
+                                  f"{'none' if key not in gt else type(gt[key]).__name__}; pass a COCO keypoint "
+                                  f"annotation file (e.g. person_keypoints_val2017.json)")
+    if not all(isinstance(im, dict) and "id" in im for im in gt["images"]):
+        raise AnnotationError(f"{where}: expected every entry of 'images' to have an 'id', got one without; "
+                              f"repair the file")
+    wholebody = is_wholebody(gt)
+    for i, a in enumerate(gt["annotations"]):
+        at = f"{where}: annotation {i} (id {a.get('id')})" if isinstance(a, dict) else f"{where}: annotation {i}"
+        missing = [k for k in ("image_id", "category_id", "bbox", "area") if not isinstance(a, dict) or k not in a]
+        if missing:
+            raise AnnotationError(f"{at}: expected fields image_id, category_id, bbox, area, got none for "
+                                  f"{', '.join(missing)}; repair the file")
+        a.setdefault("iscrowd", 0)
+        if wholebody:
+            for _, (start, stop, field) in WHOLEBODY_PARTS.items():
+                _check_kpts(a, field, stop - start, at)
+        else:
+            _check_kpts(a, "keypoints", COCO.num_keypoints, at)
+            if "num_keypoints" not in a:
+                raise AnnotationError(f"{at}: expected 'num_keypoints' (pycocotools reads it), got none; "
+                                      f"repair the file")
+    return gt
+
+
+def load_results(results: ResultsLike, gt: dict) -> list[dict]:
+    """Read and check a COCO keypoint results file (or a list, which is copied) against loaded annotations.
+
+    Each record needs image_id (of an image in ``gt``), category_id, score and the keypoint fields of the layout
+    (whole-body: keypoints 17x3, foot_kpts, face_kpts, lefthand_kpts, righthand_kpts). Raises AnnotationError.
+    """
+    where = str(results) if isinstance(results, (str, Path)) else "results"
+    res = _read_json(results, "COCO results") if isinstance(results, (str, Path)) else copy.deepcopy(results)
+    if not isinstance(res, list):
+        hint = " (this looks like an annotation file: pass ANN first, RESULTS second)" if isinstance(res, dict) else ""
+        raise AnnotationError(f"{where}: expected a COCO results list of keypoint records, got a JSON "
+                              f"{type(res).__name__}{hint}; pass a results file")
+    image_ids = {im["id"] for im in gt["images"]}
+    wholebody = is_wholebody(gt)
+    for i, r in enumerate(res):
+        at = f"{where}: record {i}"
+        missing = [k for k in ("image_id", "category_id", "score") if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise AnnotationError(f"{at}: expected fields image_id, category_id, score, got none for "
+                                  f"{', '.join(missing)}; write results in COCO keypoint results format")
+        if r["image_id"] not in image_ids:
+            raise AnnotationError(f"{at}: expected an image_id of the annotation file, got {r['image_id']!r}, which "
+                                  f"it does not list; evaluate against the annotation file the results were made for")
+        if wholebody:
+            for _, (start, stop, field) in WHOLEBODY_PARTS.items():
+                _check_kpts(r, field, stop - start, at)
+        else:
+            _check_kpts(r, "keypoints", COCO.num_keypoints, at)
+    return res
+
+
+# ------------------------------------------------------------------------------------------ rescoring / OKS NMS
+
+def rescore(keypoints: np.ndarray, box_scores: np.ndarray, in_vis_thre: float = IN_VIS_THRE) -> np.ndarray:
+    """Official rescoring: mean of the confidences > ``in_vis_thre`` (0 if none) times the box score.
+
+    Args:
+        keypoints: (N, K, 3) x, y, confidence.
+        box_scores: (N,) detection scores.
+
+    Returns:
+        float64 (N,) instance scores.
+    """
+    conf = np.asarray(keypoints, dtype=np.float64)[..., 2]
+    valid = conf > in_vis_thre
+    n = valid.sum(axis=-1)
+    kpt_score = np.where(n > 0, np.where(valid, conf, 0.0).sum(axis=-1) / np.maximum(n, 1), 0.0)
+    return kpt_score * np.asarray(box_scores, dtype=np.float64)
+
+
+def oks_iou(kpts: np.ndarray, others: np.ndarray, area: float, other_areas: np.ndarray,
+            sigmas: np.ndarray) -> np.ndarray:
+    """OKS of one instance against M others as in the official NMS (all joints, no visibility filter).
+
+    Args:
+        kpts: (K, 2+) one instance; others: (M, K, 2+); area: its area; other_areas: (M,); sigmas: (K,).
+
+    Returns:
+        float64 (M,) mean over joints of exp(-d^2 / (2 sigma)^2 / ((a_i + a_j) / 2 + eps) / 2).
+    """
+    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    ref = np.asarray(kpts, dtype=np.float64)[None, :, :2]  # (1, K, 2)
+    d2 = ((np.asarray(others, dtype=np.float64)[..., :2] - ref) ** 2).sum(axis=-1)  # (M, K)
+    e = d2 / var / ((area + np.asarray(other_areas, dtype=np.float64))[:, None] / 2 + np.spacing(1)) / 2
+    return np.exp(-e).mean(axis=-1)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+            thresh: float = OKS_THRE) -> list[int]:
+    """Greedy OKS NMS of one image's instances: keep the best, drop those with OKS > ``thresh`` to a kept one.
+
+    Args:
+        keypoints: (N, K, 2+) image-pixel keypoints; scores: (N,); areas: (N,); sigmas: (K,).
+
+    Returns:
+        indices kept, in descending score order. Equal scores: the later instance first (the official
+        ``scores.argsort()[::-1]`` on a stable sort).
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    areas = np.asarray(areas, dtype=np.float64)
+    order = np.argsort(np.asarray(scores, dtype=np.float64), kind="stable")[::-1]
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        ovr = oks_iou(kpts[i], kpts[order[1:]], float(areas[i]), areas[order[1:]], sigmas)
+        order = order[1:][ovr <= thresh]
+    return keep
+
+
+def to_coco_results(image_ids: np.ndarray, keypoints: np.ndarray, box_scores: np.ndarray, centers: np.ndarray,
+                    scales: np.ndarray, areas: np.ndarray | None = None, dataset: DatasetInfo | None = None,
+                    category_id: int = 1, in_vis_thre: float = IN_VIS_THRE,
+                    oks_thre: float = OKS_THRE) -> list[dict]:
+    """Predicted instances -> rescored, OKS-NMS'd COCO results records (official steps 11-14).
+
+    Args:
+        image_ids: (N,) int image id of each instance.
+        keypoints: (N, K, 3) x, y in image pixels and confidence (``codec.decode_to_image``).
+        box_scores: (N,) detection scores (1 for ground-truth boxes).
+        centers, scales: (N, 2) each, the boxes used for the crops.
+        areas: (N,) instance areas for NMS; default (200 s_x)(200 s_y), the official padded-box area.
+        dataset: keypoint layout; default from K (17 COCO, 133 COCO-WholeBody).
+
+    Returns:
+        JSON-ready records, grouped by image (first-appearance order), kept instances by descending score:
+        image_id, category_id, keypoints (flat x, y, score; whole-body: body only, plus foot_kpts, face_kpts,
+        lefthand_kpts, righthand_kpts), score, center, scale.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    n = len(kpts)
+    if kpts.ndim != 3 or kpts.shape[-1] != 3:
+        raise AnnotationError(f"to_coco_results: expected keypoints (N, K, 3), got {kpts.shape}; "
+                              f"pass decode_to_image output")
+    dataset = dataset or dataset_for(kpts.shape[1])
+    ids = np.asarray(image_ids).reshape(-1)
+    centers = np.asarray(centers, dtype=np.float64).reshape(n, 2)
+    scales = np.asarray(scales, dtype=np.float64).reshape(n, 2)
+    if areas is None:  # float32 product, as the official all_boxes[:, 4] = np.prod(s * 200, 1) on float32 scales
+        areas = np.prod(scales.astype(np.float32) * np.float32(200.0), axis=1)
+    areas = np.asarray(areas, dtype=np.float64)
+    scores = rescore(kpts, box_scores, in_vis_thre)
+    sigmas = np.asarray(dataset.sigmas)
+    by_image: dict[int, list[int]] = {}
+    for idx, im in enumerate(ids.tolist()):
+        by_image.setdefault(int(im), []).append(idx)
+    out = []
+    for im, members in by_image.items():
+        m = np.asarray(members)
+        for j in oks_nms(kpts[m], scores[m], areas[m], sigmas, oks_thre):
+            i = int(m[j])
+            rec: dict[str, Any] = {"image_id": im, "category_id": category_id}
+            if dataset.num_keypoints == WHOLEBODY.num_keypoints:
+                for _, (start, stop, field) in WHOLEBODY_PARTS.items():
+                    rec[field] = kpts[i, start:stop].reshape(-1).tolist()
+            else:
+                rec["keypoints"] = kpts[i].reshape(-1).tolist()
+            rec.update(score=float(scores[i]), center=centers[i].tolist(), scale=scales[i].tolist())
+            out.append(rec)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+
+@contextlib.contextmanager
+def _quiet():
+    """pycocotools prints progress to stdout; keep it off stdout (``--json`` must stay clean), log it at DEBUG."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        yield
+    if buf.getvalue().strip():
+        log.debug(buf.getvalue().rstrip())
+
+
+def _coco_objects(gt: dict, res: list[dict]) -> tuple[Any, Any]:
+    require_pycocotools()
+    from pycocotools.coco import COCO as CocoApi
+
+    coco_gt = CocoApi()
+    coco_gt.dataset = gt
+    coco_gt.createIndex()
+    if res:
+        coco_dt = coco_gt.loadRes(res)
+    else:  # loadRes cannot take an empty list; no detections means AP 0
+        coco_dt = CocoApi()
+        coco_dt.dataset = {"images": list(gt["images"]), "categories": copy.deepcopy(gt["categories"]),
+                           "annotations": []}
+        coco_dt.createIndex()
+    return coco_gt, coco_dt
+
+
+def evaluate(ann: AnnotationsLike, results: ResultsLike) -> Metrics | WholeBodyMetrics:
+    """COCO keypoint AP of a results file (no rescoring / NMS here: the records are scored as they are).
+
+    Args:
+        ann: COCO or COCO-WholeBody annotation file (or loaded dict); the layout is detected from ``foot_kpts``.
+        results: COCO keypoint results file (or list of records), e.g. from :func:`to_coco_results`.
+
+    Returns:
+        :class:`Metrics` (pycocotools ``COCOeval(gt, dt, 'keypoints')``) for COCO, or :class:`WholeBodyMetrics`
+        (xtcocotools per-part semantics, ``use_area=True``) for COCO-WholeBody.
+    """
+    gt = load_annotations(ann)
+    res = load_results(results, gt)
+    with _quiet():
+        coco_gt, coco_dt = _coco_objects(gt, res)
+        if is_wholebody(gt):
+            stats = evaluate_parts(coco_gt, coco_dt)
+            return WholeBodyMetrics(**{p: Metrics.from_stats(s) for p, s in stats.items()})
+        from pycocotools.cocoeval import COCOeval
+
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        ev.params.useSegm = None
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        return Metrics.from_stats(ev.stats)
