@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Train a small GTPT sample checkpoint on COCO-format data with GT boxes (not part of the runtime package).
+
+Purpose: a genuinely trained, *memorized* checkpoint whose outputs are peaked, so that AP gates and FP16/INT8
+comparisons measure something. It is NOT a general pose model.
+
+Recipe (the paper's training objective, simplified for memorization):
+* the model's own code (``gtpt_deploy.create_model``) in train mode, pruning included;
+* official pre-processing (GT box -> center/scale with x1.25 padding, affine crop to 256x192, RGB, ImageNet norm);
+* every person twice per epoch: as is and horizontally flipped (left/right joints swapped), so the official flip
+  test at evaluation averages two trained views; no random scale/rotation (we want to memorize these crops);
+* SimCC targets: a Gaussian over the bins (sigma in bins, label smoothing) per axis; loss = KL(target || softmax),
+  averaged over visible keypoints inside the crop;
+* Adam, constant LR after a short warm-up; seeded; CPU or CUDA.
+The trained weights themselves (not an EMA copy) are stored in the official key layout, float16.
+
+Example:
+  python tools/train_sample.py --model gtpt_t_coco --out models/gtpt_t_coco_sample.pth \\
+      --data ../shared/data/coco_train2017_mini/person_keypoints_train2017_subset.json:../shared/data/coco_train2017_mini/images \\
+      --data ../shared/data/coco_val2017_pose/person_keypoints_val2017_subset.json:../shared/data/coco_val2017_pose/images \\
+      --epochs 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gtpt_deploy.keypoints import WHOLEBODY_PARTS, dataset_for
+from gtpt_deploy.models import create_model, save_checkpoint
+from gtpt_deploy.transforms import affine_matrix, box_to_center_scale, crop, normalize, sanitize_gt_box
+
+log = logging.getLogger("train_sample")
+
+
+def load_persons(ann_file: Path, image_dir: Path, num_keypoints: int) -> list[dict]:
+    """Non-crowd persons with at least one labelled keypoint: image path, sanitized box, keypoints (K,3)."""
+    data = json.loads(ann_file.read_text())
+    images = {im["id"]: im for im in data["images"]}
+    persons = []
+    for ann in data["annotations"]:
+        if ann.get("iscrowd", 0) or ann.get("category_id", 1) != 1:
+            continue
+        if num_keypoints == 133:
+            kpts = np.concatenate([np.asarray(ann.get(field, [0] * 3 * (b - a)), dtype=np.float32).reshape(-1, 3)
+                                   for a, b, field in WHOLEBODY_PARTS.values()])
+        else:
+            kpts = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+        if (kpts[:, 2] > 0).sum() == 0:
+            continue
+        im = images[ann["image_id"]]
+        box = sanitize_gt_box(ann["bbox"], im["width"], im["height"])
+        if box is None:
+            continue
+        persons.append({"image": image_dir / im["file_name"], "box": box, "kpts": kpts})
+    return persons
+
+
+def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 192)):
+    """Crops (N,3,H,W) float32 normalized, joints in crop pixels (N,K,2) and weights (N,K); flipped copies appended."""
+    h, w = input_size
+    crops, joints, weights = [], [], []
+    cache: dict[Path, np.ndarray] = {}
+    for p in persons:
+        if p["image"] not in cache:
+            img = cv2.imread(str(p["image"]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            cache[p["image"]] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        center, scale = box_to_center_scale(p["box"], input_size)
+        m = affine_matrix(center, scale, input_size)
+        xy = p["kpts"][:, :2] @ m[:, :2].T + m[:, 2]
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        vis = ((p["kpts"][:, 2] > 0) & inside).astype(np.float32)
+        c = crop(cache[p["image"]], center, scale, input_size)
+        crops += [c, c[:, ::-1]]
+        # A horizontally flipped crop moves pixel x to (W-1) - x and swaps left/right joints; the official flip
+        # test (flip back + one-bin shift) undoes exactly this.
+        fxy = xy[flip_index].copy()
+        fxy[:, 0] = (w - 1) - fxy[:, 0]
+        joints += [xy, fxy]
+        weights += [vis, vis[flip_index]]
+    x = torch.from_numpy(normalize(np.stack(crops)))
+    return x, torch.from_numpy(np.stack(joints)).float(), torch.from_numpy(np.stack(weights))
+
+
+def simcc_targets(joints: torch.Tensor, bins: int, split: float, sigma: float, axis: int) -> torch.Tensor:
+    """(N,K,2) crop-pixel joints -> (N,K,bins) normalized Gaussian label distributions along one axis."""
+    mu = joints[..., axis:axis + 1] * split                                       # (N,K,1)
+    grid = torch.arange(bins, dtype=torch.float32)
+    t = torch.exp(-((grid - mu) ** 2) / (2 * sigma ** 2))
+    return t / t.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def kl_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """KL(target || softmax(logits)) per keypoint, averaged over weighted keypoints."""
+    kl = (target * (target.clamp_min(1e-12).log() - logits.log_softmax(-1))).sum(-1)  # (B,K)
+    return (kl * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def pixel_error(model, x, joints, weights, split: float, device, batch: int = 64) -> float:
+    """Mean distance in crop pixels between argmax predictions (no flip) and targets, over visible joints."""
+    model.eval()
+    errs, n = 0.0, 0.0
+    for i in range(0, len(x), batch):
+        px, py = model(x[i:i + batch].to(device))
+        pred = torch.stack((px.argmax(-1), py.argmax(-1)), -1).float().cpu() / split
+        d = (pred - joints[i:i + batch]).norm(dim=-1)
+        errs += float((d * weights[i:i + batch]).sum())
+        n += float(weights[i:i + batch].sum())
+    model.train()
+    return errs / max(n, 1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="gtpt_t_coco")
+    ap.add_argument("--data", action="append", required=True, help="ANN.json:IMAGE_DIR (repeatable)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--sigma", type=float, default=4.0, help="Gaussian sigma of the SimCC targets, in bins")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--save-every", type=int, default=10, help="also write <out>.epochN.pth every N epochs")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (0: no limit)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    model = create_model(args.model).to(device).train()
+    cfg = model.cfg
+    ds = dataset_for(cfg.num_keypoints)
+    persons = []
+    for spec in args.data:
+        ann, img_dir = spec.split(":", 1)
+        persons += load_persons(Path(ann), Path(img_dir), cfg.num_keypoints)
+    x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size)
+    bins_x, bins_y = cfg.simcc_bins
+    tx = simcc_targets(joints, bins_x, cfg.split_ratio, args.sigma, 0)
+    ty = simcc_targets(joints, bins_y, cfg.split_ratio, args.sigma, 1)
+    log.info("%s: %d persons -> %d samples (with flips), %d visible joints", cfg.name, len(persons), len(x),
+             int(weights.sum()))
+
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps_per_epoch = math.ceil(len(x) / args.batch)
+    warmup = min(200, steps_per_epoch * 5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    gen = torch.Generator().manual_seed(args.seed)
+    start = time.time()
+    meta = {"what": "MEMORIZED sample checkpoint for pipeline tests, NOT a general pose model",
+            "trained_on": ", ".join(args.data), "persons": len(persons), "seed": args.seed,
+            "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}, batch {args.batch}, flip views",
+            "tool": "tools/train_sample.py"}
+    for epoch in range(1, args.epochs + 1):
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), args.batch):
+            idx = perm[i:i + args.batch]
+            px, py = model(x[idx].to(device))
+            w = weights[idx].to(device)
+            loss = kl_loss(px, tx[idx].to(device), w) + kl_loss(py, ty[idx].to(device), w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        minutes = (time.time() - start) / 60
+        msg = f"epoch {epoch} loss {total / len(x):.4f} {minutes:.1f} min"
+        last = epoch == args.epochs or (args.max_minutes and minutes >= args.max_minutes)
+        if epoch % args.save_every == 0 or last:
+            err = pixel_error(model, x, joints, weights, cfg.split_ratio, device)
+            msg += f" train-crop error {err:.2f} px"
+            meta.update(epochs=epoch, train_minutes=round(minutes, 1), train_crop_error_px=round(err, 3))
+            save_checkpoint(model, args.out.with_suffix(f".epoch{epoch}.pth"), meta, half=True)
+        log.info(msg)
+        if last:
+            break
+    save_checkpoint(model, args.out, meta, half=True)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()
