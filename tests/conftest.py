@@ -10,8 +10,26 @@ import pytest
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """The shared data folder (fixtures/, data/, docs/); skips the test when it is absent."""
+    """The shared data folder (fixtures/, data/, docs/). Missing data FAILS the test: a green run must never mean
+    that the parity and AP references were skipped."""
     path = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    if not path.is_dir():
-        pytest.skip(f"shared data folder {path} not found; set GTPT_SHARED")
+    if not (path / "fixtures" / "gtpt_reference").is_dir():
+        pytest.fail(f"shared data folder {path} not found (expected fixtures/gtpt_reference inside); "
+                    f"check out ../shared beside the repository or set GTPT_SHARED")
     return path
+
+
+@pytest.fixture(scope="session")
+def seed0_t_checkpoint(shared, tmp_path_factory) -> Path:
+    """The official-format seed-0 GTPT-T COCO checkpoint, rebuilt with the fixtures README rule (tests/gtpt_fixtures)."""
+    from gtpt_fixtures import write_seed0_checkpoint
+
+    return write_seed0_checkpoint(tmp_path_factory.mktemp("seed0") / "gtpt_t_human_seed0.pth", "gtpt_t_human")
+
+
+@pytest.fixture(scope="session")
+def seed0_t_onnx_b1(seed0_t_checkpoint, tmp_path_factory) -> Path:
+    """``seed0_t_checkpoint`` exported to ONNX, static batch 1, with gtpt metadata."""
+    from gtpt_fixtures import export_test_onnx
+
+    return export_test_onnx(seed0_t_checkpoint, tmp_path_factory.mktemp("seed0_onnx") / "gtpt_t_coco_b1.onnx", 1)

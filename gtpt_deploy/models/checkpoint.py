@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,13 +41,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        # torch names the first non-allow-listed global it met ("... GLOBAL posix.system ..."); anything else is
+        # a byte stream that is not a pickle of tensors at all.
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if unsafe:
             raise CheckpointError(
-                f"refusing to load {path}: it needs arbitrary unpickling (objects beyond tensors and plain "
-                f"containers), which could execute code; re-save it as a plain state dict "
-                f"(torch.save(model.state_dict(), ...)) from a trusted environment") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({first}); expected a .pth file") from None
+                f"refusing to load {path}: it needs arbitrary unpickling ({unsafe.group(1)}), which could execute "
+                f"code; re-save it as a plain state dict (torch.save(model.state_dict(), ...)) from a trusted "
+                f"environment") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable pickle data); "
+                              f"expected a .pth file saved by torch.save") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint or is truncated ({first}); "
