@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gtpt_deploy.codec import decode_to_image
+from gtpt_deploy.evaluate import evaluate, to_coco_results
 from gtpt_deploy.keypoints import WHOLEBODY_PARTS, dataset_for
 from gtpt_deploy.models import create_model, save_checkpoint
 from gtpt_deploy.transforms import affine_matrix, box_to_center_scale, crop, normalize, sanitize_gt_box
@@ -62,8 +64,17 @@ def load_persons(ann_file: Path, image_dir: Path, num_keypoints: int) -> list[di
         box = sanitize_gt_box(ann["bbox"], im["width"], im["height"])
         if box is None:
             continue
-        persons.append({"image": image_dir / im["file_name"], "box": box, "kpts": kpts})
+        persons.append({"image": image_dir / im["file_name"], "box": box, "kpts": kpts, "image_id": im["id"]})
     return persons
+
+
+def _read_rgb(path: Path, cache: dict[Path, np.ndarray]) -> np.ndarray:
+    if path not in cache:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if img is None:
+            raise SystemExit(f"error: cannot read image {path}")
+        cache[path] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cache[path]
 
 
 def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 192)):
@@ -72,15 +83,12 @@ def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 
     crops, joints, weights = [], [], []
     cache: dict[Path, np.ndarray] = {}
     for p in persons:
-        if p["image"] not in cache:
-            img = cv2.imread(str(p["image"]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            cache[p["image"]] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         center, scale = box_to_center_scale(p["box"], input_size)
         m = affine_matrix(center, scale, input_size)
         xy = p["kpts"][:, :2] @ m[:, :2].T + m[:, 2]
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         vis = ((p["kpts"][:, 2] > 0) & inside).astype(np.float32)
-        c = crop(cache[p["image"]], center, scale, input_size)
+        c = crop(_read_rgb(p["image"], cache), center, scale, input_size)
         crops += [c, c[:, ::-1]]
         # A horizontally flipped crop moves pixel x to (W-1) - x and swaps left/right joints; the official flip
         # test (flip back + one-bin shift) undoes exactly this.
@@ -104,6 +112,35 @@ def kl_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
     """KL(target || softmax(logits)) per keypoint, averaged over weighted keypoints."""
     kl = (target * (target.clamp_min(1e-12).log() - logits.log_softmax(-1))).sum(-1)  # (B,K)
     return (kl * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class APProbe:
+    """COCO AP of the model on one annotated set with GT boxes and the official flip test (package codec/evaluator)."""
+
+    def __init__(self, spec: str, num_keypoints: int, input_size=(256, 192)) -> None:
+        ann, img_dir = spec.split(":", 1)
+        self.ann = Path(ann)
+        persons = load_persons(self.ann, Path(img_dir), num_keypoints)
+        boxes = np.stack([p["box"] for p in persons])
+        self.centers, self.scales = box_to_center_scale(boxes, input_size)
+        cache: dict[Path, np.ndarray] = {}
+        self.x = torch.from_numpy(normalize(np.stack([crop(_read_rgb(p["image"], cache), c, s, input_size)
+                                                      for p, c, s in zip(persons, self.centers, self.scales)])))
+        self.image_ids = np.array([p["image_id"] for p in persons])
+        self.dataset = dataset_for(num_keypoints)
+
+    @torch.no_grad()
+    def __call__(self, model, device, batch: int = 64) -> float:
+        model.eval()
+        outs = []
+        for view in (self.x, self.x.flip(3)):
+            parts = [model(view[i:i + batch].to(device)) for i in range(0, len(view), batch)]
+            outs.append(tuple(torch.cat([p[j] for p in parts]).float().cpu().numpy() for j in range(2)))
+        model.train()
+        kpts = decode_to_image(*outs[0], self.centers, self.scales, self.dataset.flip_index(), outs[1])
+        res = to_coco_results(self.image_ids, kpts, np.ones(len(kpts)), self.centers, self.scales,
+                              dataset=self.dataset)
+        return float(evaluate(self.ann, res).AP)
 
 
 @torch.no_grad()
@@ -135,6 +172,10 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--save-every", type=int, default=10, help="also write <out>.epochN.pth every N epochs")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (0: no limit)")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (AMX on recent Xeons, ~1.6x faster)")
+    ap.add_argument("--eval", help="ANN.json:IMAGE_DIR scored with AP (GT boxes, flip test) at every save; "
+                                   "the best-AP weights become --out")
+    ap.add_argument("--target-ap", type=float, default=0.0, help="stop once --eval's AP reaches this")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -163,6 +204,8 @@ def main() -> None:
     warmup = min(200, steps_per_epoch * 5)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
     gen = torch.Generator().manual_seed(args.seed)
+    probe = APProbe(args.eval, cfg.num_keypoints, cfg.image_size) if args.eval else None
+    best_ap = -1.0
     start = time.time()
     meta = {"what": "MEMORIZED sample checkpoint for pipeline tests, NOT a general pose model",
             "trained_on": ", ".join(args.data), "persons": len(persons), "seed": args.seed,
@@ -173,9 +216,10 @@ def main() -> None:
         total = 0.0
         for i in range(0, len(x), args.batch):
             idx = perm[i:i + args.batch]
-            px, py = model(x[idx].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                px, py = model(x[idx].to(device))
             w = weights[idx].to(device)
-            loss = kl_loss(px, tx[idx].to(device), w) + kl_loss(py, ty[idx].to(device), w)
+            loss = kl_loss(px.float(), tx[idx].to(device), w) + kl_loss(py.float(), ty[idx].to(device), w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -188,12 +232,22 @@ def main() -> None:
             err = pixel_error(model, x, joints, weights, cfg.split_ratio, device)
             msg += f" train-crop error {err:.2f} px"
             meta.update(epochs=epoch, train_minutes=round(minutes, 1), train_crop_error_px=round(err, 3))
+            if probe is not None:
+                ap_now = probe(model, device)
+                msg += f" AP {ap_now:.4f}"
+                meta.update(eval_set=args.eval, eval_AP_fp32_weights=round(ap_now, 4))
+                if ap_now > best_ap:
+                    best_ap = ap_now
+                    save_checkpoint(model, args.out, meta, half=True)
+                    msg += " (best, saved)"
+                last = last or (args.target_ap > 0 and ap_now >= args.target_ap)
             save_checkpoint(model, args.out.with_suffix(f".epoch{epoch}.pth"), meta, half=True)
         log.info(msg)
         if last:
             break
-    save_checkpoint(model, args.out, meta, half=True)
-    log.info("wrote %s", args.out)
+    if probe is None:
+        save_checkpoint(model, args.out, meta, half=True)
+    log.info("wrote %s (best AP %.4f)", args.out, best_ap)
 
 
 if __name__ == "__main__":
