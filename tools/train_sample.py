@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -112,6 +113,11 @@ def kl_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) ->
     """KL(target || softmax(logits)) per keypoint, averaged over weighted keypoints."""
     kl = (target * (target.clamp_min(1e-12).log() - logits.log_softmax(-1))).sum(-1)  # (B,K)
     return (kl * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _rel(spec: str) -> str:
+    """ANN:IMAGES with both paths relative to the current folder (no machine-specific absolute paths in metadata)."""
+    return ":".join(os.path.relpath(p) for p in spec.split(":", 1))
 
 
 class APProbe:
@@ -208,8 +214,9 @@ def main() -> None:
     best_ap = -1.0
     start = time.time()
     meta = {"what": "MEMORIZED sample checkpoint for pipeline tests, NOT a general pose model",
-            "trained_on": ", ".join(args.data), "persons": len(persons), "seed": args.seed,
-            "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}, batch {args.batch}, flip views",
+            "trained_on": ", ".join(_rel(d) for d in args.data), "persons": len(persons), "seed": args.seed,
+            "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}, batch {args.batch}, flip views"
+                      f"{', bf16 autocast' if args.amp else ''}",
             "tool": "tools/train_sample.py"}
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(x), generator=gen)
@@ -235,7 +242,7 @@ def main() -> None:
             if probe is not None:
                 ap_now = probe(model, device)
                 msg += f" AP {ap_now:.4f}"
-                meta.update(eval_set=args.eval, eval_AP_fp32_weights=round(ap_now, 4))
+                meta.update(eval_set=_rel(args.eval), eval_AP=round(ap_now, 4))
                 if ap_now > best_ap:
                     best_ap = ap_now
                     save_checkpoint(model, args.out, meta, half=True)
