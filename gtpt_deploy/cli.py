@@ -98,5 +98,114 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
         click.echo(metrics.format_table())
 
 
+@main.command("run")
+@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Person detector ONNX with dets/labels outputs (e.g. RTMDet-nano person).")
+@click.option("--boxes", "boxes_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="COCO detection results JSON (category 1); images matched by the id in their file name.")
+@click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
+              help="Minimum person box score.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Folder for results.json and the annotated images.")
+@click.option("--no-flip", is_flag=True, help="Skip the flip test (about 2x faster, slightly less accurate).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Crops per model call (dynamic-batch artifacts; a static batch is used as exported).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="cuda / tensorrt need onnxruntime-gpu (ONNX) or a CUDA torch (.pth; cuda only).")
+@click.option("--kpt-thr", type=float, default=0.3, show_default=True, help="Draw keypoints above this confidence.")
+@click.option("--no-draw", is_flag=True, help="Write results.json only.")
+@click.option("--force", is_flag=True, help="Overwrite results.json / annotated images from an earlier run.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
+def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, boxes_json: Path | None,
+            box_thr: float | None, out_dir: Path, no_flip: bool, batch: int | None, device: str, kpt_thr: float,
+            no_draw: bool, force: bool, threads: int | None) -> None:
+    """Pose on images: ARTIFACT (.pth / .onnx) on INPUT images or folders -> results.json + drawn skeletons.
+
+    \b
+    Person boxes come from --detector, from --boxes, or (neither) the whole image is one person.
+    results.json is in COCO keypoint results format (rescored, OKS NMS). Images that are missing or cannot be
+    decoded are reported and skipped; the exit code is 1 if any input failed.
+    Examples:
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx portrait.jpg --no-flip
+    """
+    from .predictor import run_images
+
+    s = run_images(artifact, inputs, out_dir, boxes=boxes_json, detector=detector, flip=not no_flip, batch=batch,
+                   device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force, progress=True,
+                   threads=threads)
+    for f in s.failures:
+        click.echo(f"failed: {f.error}", err=True)
+    click.echo(f"{s.images} image(s): {s.images - len(s.failures)} processed, {len(s.failures)} failed; "
+               f"{s.persons} person(s); {s.seconds:.2f} s (model {s.model_seconds:.2f} s) [{s.runner}]")
+    click.echo(f"results: {s.results_path}" + (f"; {s.drawn} annotated image(s) in {out_dir}" if s.drawn else ""))
+    if not s.ok:
+        sys.exit(1)
+
+
+@main.command("validate")
+@click.argument("baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("candidates", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ann", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="COCO / COCO-WholeBody keypoint annotation file.")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with the annotation file's images.")
+@click.option("--boxes", default=None, metavar="gt|DETS.json",
+              help="Ground-truth boxes (default) or a COCO detection results JSON.")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Person detector ONNX instead of --boxes (run once; every artifact gets the same boxes).")
+@click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
+              help="Minimum person box score.")
+@click.option("--max-ap-drop", type=float, default=0.5, show_default=True,
+              help="Largest allowed AP drop of a candidate, in AP points (0-100 scale).")
+@click.option("--no-flip", is_flag=True, help="Skip the flip test.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
+def validate_cmd(baseline: Path, candidates: tuple[Path, ...], ann: Path, images: Path, boxes: str | None,
+                 detector: Path | None, box_thr: float | None, max_ap_drop: float, no_flip: bool, batch: int | None,
+                 device: str, as_json: bool, threads: int | None) -> None:
+    """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
+
+    \b
+    One row per artifact: AP, AP50, AP75, AR (points), dAP vs the baseline, argmax agreement (fraction of
+    keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
+    Exit code 1 when a candidate's AP drop exceeds --max-ap-drop.
+    Examples:
+      gtpt-deploy validate models/gtpt_t_coco.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val2017/
+      gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_fp16.onnx --ann val.json --images val2017/ \\
+          --boxes COCO_val2017_detections_AP_H_56_person.json --max-ap-drop 0.1 --json
+    """
+    from .validate import validate
+
+    report = validate(baseline, candidates, ann, images, boxes=boxes, detector=detector, flip=not no_flip,
+                      batch=batch, device=device, box_thr=box_thr, max_ap_drop=max_ap_drop, threads=threads,
+                      progress=True)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
+                 for i, r in enumerate(report.rows)]
+        wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in report.rows)
+        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'dAP':>6} "
+                  f"{'argmax':>7} {'mean px':>8} {'max px':>8}")
+        click.echo(header)
+        click.echo("-" * len(header))
+        for name, r in zip(names, report.rows):
+            click.echo(f"{name:<{wa}}  {r.runner:<{wr}} {r.AP:6.2f} {r.AP50:6.2f} {r.AP75:6.2f} {r.AR:6.2f} "
+                       f"{r.delta_AP:+6.2f} {r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}")
+        verdict = "within" if report.passed else "OVER"
+        click.echo(f"boxes: {report.boxes}; {report.images} images, {report.persons} persons; "
+                   f"{verdict} the budget (AP drop <= {report.max_ap_drop:g})")
+    if not report.passed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

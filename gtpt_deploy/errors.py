@@ -56,3 +56,11 @@ class AnnotationError(GtptError):
 
 class ArtifactError(GtptError):
     """An artifact (ONNX file, engine) that is not what the caller expects."""
+
+
+class RunnerInputError(GtptError):
+    """A batch that does not fit the artifact (dtype, layout, shape or static batch)."""
+
+
+class RunnerStateError(GtptError):
+    """A runner used outside its ``with`` block (or activated twice)."""

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Before torch is imported: with OpenMP's default active spin-wait, 2 torch threads on a busy 2-core machine (other
+# jobs running) slow a GTPT forward from ~40 ms to 1-20 s. Passive waiting keeps the suite fast there.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

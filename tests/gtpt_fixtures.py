@@ -62,15 +62,22 @@ def write_seed0_checkpoint(path: Path, model: str = "gtpt_t_human") -> Path:
 
 def export_test_onnx(checkpoint: Path, output: Path, batch: int | None = 1) -> Path:
     """ONNX of ``checkpoint`` with gtpt metadata: ``export_onnx`` when it exists, else a plain legacy export."""
+    import torch
+
     try:
         from gtpt_deploy.export import export_onnx
     except ImportError:
         export_onnx = None
     if export_onnx is not None:
-        result = export_onnx(checkpoint=checkpoint, output=output, batch=batch, dynamic_batch=batch is None)
-        return Path(getattr(result, "onnx_path", getattr(result, "path", output)))
+        # one torch thread: on the shared 2-core machine a busy neighbour makes 2 OpenMP threads ~10x slower
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            result = export_onnx(checkpoint=checkpoint, output=output, batch=batch, dynamic_batch=batch is None)
+        finally:
+            torch.set_num_threads(saved)
+        return Path(result.onnx_path)
     import onnx
-    import torch
 
     from gtpt_deploy.metadata import ModelMeta
     from gtpt_deploy.models import create_model

@@ -1,0 +1,164 @@
+"""The one Runner contract shared by every backend (as Polygraphy's runners).
+
+``with create_runner(artifact) as r: simcc_x, simcc_y = r.infer(batch)``. The base class owns everything that is
+the same for all backends: activation state, input validation (float32, NCHW, the artifact's (3, H, W) and static
+batch), output validation ((B, K, W*split) and (B, K, H*split) float32) and timing. Backends implement only the
+hooks ``_activate`` (-> the artifact's :class:`ModelMeta`), ``_infer`` and ``_deactivate``.
+
+No torch import here: an ONNX-Runtime-only install uses this module.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from types import TracebackType
+
+import numpy as np
+
+from ..errors import ArtifactError, GtptError, RunnerInputError, RunnerStateError
+from ..metadata import ModelMeta
+
+
+class Runner(abc.ABC):
+    """Base class of every backend. Not thread-safe; one runner per thread.
+
+    Attributes:
+        source: the artifact path (for messages).
+        times: seconds spent in each ``infer`` call of the current activation (backend call only, no checks).
+    """
+
+    #: short backend name shown in tables ("torch", "onnxruntime", ...)
+    backend: str = "runner"
+
+    def __init__(self, source: str) -> None:
+        self.source = str(source)
+        self.times: list[float] = []
+        self._meta: ModelMeta | None = None
+        self._static_batch: int | None = None
+
+    # ------------------------------------------------------------------ hooks (backends implement these)
+    @abc.abstractmethod
+    def _activate(self) -> tuple[ModelMeta, int | None]:
+        """Load the artifact -> (its metadata, its static batch size or None when the batch is dynamic)."""
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (B, 3, H, W) C-contiguous, already validated -> raw (simcc_x, simcc_y) as numpy arrays."""
+
+    def _deactivate(self) -> None:
+        """Release the session / model. Default: nothing."""
+
+    @property
+    def description(self) -> str:
+        """Backend and device actually used, e.g. ``onnxruntime [CPUExecutionProvider]``; valid while active."""
+        return self.backend
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    def is_active(self) -> bool:
+        return self._meta is not None
+
+    @property
+    def meta(self) -> ModelMeta:
+        """The artifact's self-description (keypoints, flip pairs, input size, split ratio, ...)."""
+        if self._meta is None:
+            raise RunnerStateError(f"runner for {self.source} is not active; use it inside "
+                                   f"'with create_runner(...) as runner:'")
+        return self._meta
+
+    @property
+    def static_batch(self) -> int | None:
+        """The batch size the artifact was built for, or None when any batch size is accepted."""
+        self.meta  # noqa: B018 - raises when not active
+        return self._static_batch
+
+    @property
+    def input_shape(self) -> tuple[int | None, int, int, int]:
+        """(B or None, 3, H, W) the artifact accepts."""
+        h, w = self.meta.input_size
+        return self._static_batch, 3, int(h), int(w)
+
+    def output_shapes(self, batch: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """Expected ((B, K, W*split), (B, K, H*split)) for a batch of ``batch`` crops."""
+        m = self.meta
+        h, w = m.input_size
+        return ((batch, m.num_keypoints, int(w * m.split_ratio)), (batch, m.num_keypoints, int(h * m.split_ratio)))
+
+    def activate(self) -> "Runner":
+        if self._meta is not None:
+            raise RunnerStateError(f"runner for {self.source} is already active")
+        meta, static_batch = self._activate()
+        self._meta, self._static_batch = meta, static_batch
+        self.times = []
+        return self
+
+    def deactivate(self) -> None:
+        if self._meta is None:
+            return
+        try:
+            self._deactivate()
+        finally:
+            self._meta = None
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.deactivate()
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the model on normalized crops.
+
+        Args:
+            batch: float32 (B, 3, H, W) normalized RGB crops (``transforms.crop_and_normalize``); B must equal the
+                artifact's static batch when it has one (padding is the predictor's job).
+
+        Returns:
+            (simcc_x, simcc_y): float32 (B, K, W*split) and (B, K, H*split) raw logits.
+        """
+        self._check_input(batch)
+        t0 = time.perf_counter()
+        out = self._infer(np.ascontiguousarray(batch))
+        self.times.append(time.perf_counter() - t0)
+        return self._check_outputs(out, batch.shape[0])
+
+    # ------------------------------------------------------------------ validation
+    def _check_input(self, batch: object) -> None:
+        expected = self.input_shape
+        shown = "(B, 3, {}, {})".format(*expected[2:]) if expected[0] is None else str(expected)
+        if not isinstance(batch, np.ndarray):
+            raise RunnerInputError(f"{self.source}: expected a numpy float32 array {shown}, got "
+                                   f"{type(batch).__name__}; convert it with np.asarray(..., dtype=np.float32)")
+        if batch.dtype != np.float32:
+            raise RunnerInputError(f"{self.source}: expected float32 input {shown}, got {batch.dtype}; "
+                                   f"use transforms.crop_and_normalize or .astype(np.float32)")
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != expected[1:]:
+            raise RunnerInputError(f"{self.source}: expected NCHW input {shown}, got {tuple(batch.shape)}; "
+                                   f"crops must be channel-first at the artifact's input size")
+        if expected[0] is not None and batch.shape[0] != expected[0]:
+            raise RunnerInputError(f"{self.source}: expected a batch of exactly {expected[0]} (static batch), "
+                                   f"got {batch.shape[0]}; pad the batch (the Predictor does) or export with "
+                                   f"another --batch")
+        if batch.shape[0] == 0:
+            raise RunnerInputError(f"{self.source}: expected at least one crop, got an empty batch")
+
+    def _check_outputs(self, out: object, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise ArtifactError(f"{self.source}: expected two outputs (simcc_x, simcc_y), got "
+                                f"{len(out) if isinstance(out, (tuple, list)) else type(out).__name__}")
+        ex, ey = self.output_shapes(batch)
+        x, y = (np.asarray(o) for o in out)
+        if tuple(x.shape) != ex or tuple(y.shape) != ey:
+            raise ArtifactError(f"{self.source}: expected outputs simcc_x {ex} and simcc_y {ey}, got "
+                                f"{tuple(x.shape)} and {tuple(y.shape)}; the artifact does not match its metadata, "
+                                f"re-export it")
+        if x.dtype != np.float32 or y.dtype != np.float32:
+            raise ArtifactError(f"{self.source}: expected float32 outputs, got {x.dtype} and {y.dtype}; "
+                                f"keep the graph outputs float32 (FP16 models keep float32 I/O)")
+        return x, y
+
+    def __repr__(self) -> str:
+        state = self.description if self.is_active else "inactive"
+        return f"{type(self).__name__}({self.source!r}, {state})"

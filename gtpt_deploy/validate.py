@@ -1,0 +1,149 @@
+"""Validate artifacts against a baseline: COCO keypoint AP of each on identical crops, plus runner agreement.
+
+Every artifact sees the same boxes (cached from one box source) and therefore bit-identical crops (cropping is a
+deterministic numpy/cv2 function), so an AP difference can only come from the backend. AP values are in
+**points** (pycocotools x 100), as the budget (``max_ap_drop``) is.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .boxes import CachedBoxes, GroundTruthBoxes, box_source
+from .compare import compare_keypoints
+from .errors import GtptError, InputImageError
+from .evaluate import evaluate, load_annotations, to_coco_results
+from .predictor import ImageFailure, ImagePoses, Predictor, stack_poses
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AP_DROP = 0.5  # AP points: the INT8 budget of design.md §6 (FP32 must be 0.0, FP16 within 0.1)
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """One artifact's result. The baseline row has delta 0, agreement 1 and displacement 0."""
+
+    artifact: str
+    runner: str
+    AP: float
+    AP50: float
+    AP75: float
+    AR: float
+    delta_AP: float                 # AP - baseline AP (points)
+    argmax_agreement: float         # fraction of keypoints with the baseline's argmax bins in x and y
+    mean_disp_px: float             # keypoint displacement vs the baseline, image pixels
+    max_disp_px: float
+    within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline)
+    model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    rows: list[ValidationRow]       # baseline first
+    max_ap_drop: float
+    boxes: str
+    images: int
+    persons: int
+
+    @property
+    def passed(self) -> bool:
+        return all(r.within_budget for r in self.rows)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rows": [r.to_dict() for r in self.rows], "max_ap_drop": self.max_ap_drop, "boxes": self.boxes,
+                "images": self.images, "persons": self.persons, "passed": self.passed}
+
+
+def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
+                 batch: int | None, device: str, threads: int | None,
+                 progress: bool) -> tuple[list[ImagePoses], str, int, float]:
+    from tqdm import tqdm
+
+    from .runners import create_runner
+
+    out: list[ImagePoses] = []
+    with create_runner(artifact, device=device, threads=threads) as runner:
+        predictor = Predictor(runner, flip=flip, batch=batch)
+        bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc=Path(artifact).name)
+        for result in predictor.predict(paths, source, ids):
+            bar.update(1)
+            if isinstance(result, ImageFailure):
+                bar.close()
+                raise InputImageError(f"validation needs every annotated image: {result.error}")
+            out.append(result)
+        bar.close()
+        crops = sum(len(p.keypoints) for p in out) * (2 if flip else 1)
+        ms = 1000.0 * float(sum(runner.times)) / max(crops, 1)
+        return out, runner.description, runner.meta.num_keypoints, ms
+
+
+def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
+             boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
+             batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
+             max_ap_drop: float = DEFAULT_MAX_AP_DROP, threads: int | None = None,
+             progress: bool = False) -> ValidationReport:
+    """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
+
+    Args:
+        baseline: usually the ``.pth`` checkpoint; candidates: ``.onnx`` (or later ``.engine``) artifacts.
+        ann: COCO / COCO-WholeBody keypoint annotation file; ``images``: folder with its images.
+        boxes: ``"gt"`` (official GT-box protocol; the default without ``detector``) or a COCO detection results
+            JSON; or pass ``detector`` (an ONNX person detector, run once per image).
+        batch: crops per call for dynamic-batch artifacts (static ones use their own).
+        max_ap_drop: largest allowed AP drop of a candidate, in AP points.
+        threads: CPU threads of each backend (None: its default).
+
+    Returns:
+        :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
+    """
+    if max_ap_drop < 0:
+        raise GtptError(f"--max-ap-drop must be >= 0 AP points, got {max_ap_drop}")
+    gt = load_annotations(ann)
+    images = Path(images)
+    if not images.is_dir():
+        raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
+    names = GroundTruthBoxes(gt).file_names
+    paths = [images / n for n in names]
+    ids = {images / Path(im["file_name"]).name: int(im["id"]) for im in gt["images"] if "file_name" in im}
+    if boxes is None and detector is None:
+        boxes = "gt"
+    source = CachedBoxes(box_source(boxes=boxes, detector=detector, ann=gt, score_thr=box_thr, device=device))
+    label = f"detector {Path(detector).name}" if detector is not None else ("gt" if str(boxes) == "gt" else str(boxes))
+
+    rows: list[ValidationRow] = []
+    base_poses: list[ImagePoses] = []
+    base_ap = 0.0
+    for i, artifact in enumerate([baseline, *candidates]):
+        poses, description, k, ms = _predict_all(artifact, paths, source, ids, flip, batch, device, threads,
+                                                  progress)
+        ids_, kpts, scores, centers, scales = stack_poses(poses, k)
+        metrics = evaluate(gt, to_coco_results(ids_, kpts, scores, centers, scales))
+        head = getattr(metrics, "wholebody", metrics)  # COCO-WholeBody: the all-133-points headline
+        ap = 100.0 * head.AP
+        if i == 0:
+            base_poses, base_ap = poses, ap
+        agree = compare_keypoints(*_kb(base_poses, k), *_kb(poses, k))
+        delta = ap - base_ap
+        rows.append(ValidationRow(str(artifact), description, ap, 100.0 * head.AP50, 100.0 * head.AP75,
+                                  100.0 * head.AR, delta, agree.argmax_agreement, agree.mean_disp_px,
+                                  agree.max_disp_px, i == 0 or delta >= -max_ap_drop - 1e-9, ms))
+        log.info("%s: AP %.2f (delta %+.2f)", Path(artifact).name, ap, delta)
+    persons = sum(len(p.keypoints) for p in base_poses)
+    return ValidationReport(rows, float(max_ap_drop), label, len(paths), persons)
+
+
+def _kb(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """All instances' (keypoints (N, K, 3), bins (N, K, 2)) in image order."""
+    if not poses:
+        return np.zeros((0, k, 3), np.float32), np.zeros((0, k, 2), np.int32)
+    return np.concatenate([p.keypoints for p in poses]), np.concatenate([p.bins for p in poses])

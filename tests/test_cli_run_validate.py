@@ -1,0 +1,167 @@
+"""`gtpt-deploy run` (bad images, summary, exit codes, outputs) and `gtpt-deploy validate` (table, --json,
+budget), end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gtpt_deploy.cli import main
+from gtpt_deploy.evaluate import Metrics
+from gtpt_fixtures import COCO_VAL, DETECTOR, PEOPLE, write_fake_pose_onnx
+
+pytest.importorskip("pycocotools")
+
+MMPOSE_ANN = COCO_VAL / "originals" / "mmpose_tests_data_coco_test_coco.json"   # 4 images, 12 persons with kpts
+MMPOSE_DETS = COCO_VAL / "originals" / "mmpose_tests_data_coco_test_coco_det_AP_H_56.json"
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Path:
+    return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b2.onnx", batch=2)
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """Good photos plus every bad case: undecodable, empty, grayscale, RGBA, 16-bit."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(PEOPLE / "zidane.jpg", d)
+    shutil.copy(PEOPLE / "grace_hopper.jpg", d)
+    im = cv2.imread(str(PEOPLE / "grace_hopper.jpg"))
+    cv2.imwrite(str(d / "gray.png"), cv2.cvtColor(im, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(d / "rgba.png"), np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]))
+    cv2.imwrite(str(d / "deep.png"), im.astype(np.uint16) * 256)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (d / "empty.png").write_bytes(b"")
+    (d / "readme.txt").write_text("not an image, ignored in folders")
+    return d
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_run_reports_bad_images_and_continues(fake, photos, tmp_path):
+    out = tmp_path / "out"
+    res = _invoke(["run", fake, photos, tmp_path / "nope.jpg", "--out", out])
+    assert res.exit_code == 1, res.output
+    assert "broken.jpg: not a decodable image" in res.stderr and "empty.png: not a decodable image" in res.stderr
+    assert "nope.jpg: no such file" in res.stderr
+    assert "8 image(s): 5 processed, 3 failed; 5 person(s)" in res.stdout
+    records = json.loads((out / "results.json").read_text())
+    assert len(records) == 5 and {r["category_id"] for r in records} == {1}
+    assert all(len(r["keypoints"]) == 51 and 0 <= r["score"] <= 1 for r in records)
+    drawn = sorted(p.name for p in out.iterdir() if p.name != "results.json")
+    assert drawn == ["deep.png", "grace_hopper.jpg", "gray.png", "rgba.png", "zidane.jpg"]
+    assert cv2.imread(str(out / "gray.png")).shape == cv2.imread(str(PEOPLE / "grace_hopper.jpg")).shape
+
+    again = _invoke(["run", fake, photos / "zidane.jpg", "--out", out])
+    assert again.exit_code == 2 and "already exists" in again.stderr and "Traceback" not in again.output
+    forced = _invoke(["run", fake, photos / "zidane.jpg", "--out", out, "--force", "--no-flip", "--no-draw"])
+    assert forced.exit_code == 0, forced.output
+    assert "1 image(s): 1 processed, 0 failed" in forced.stdout
+
+
+def test_run_with_detector_and_detection_file(fake, tmp_path):
+    res = _invoke(["run", fake, PEOPLE / "bus.jpg", "--detector", DETECTOR, "--out", tmp_path / "a", "--no-draw"])
+    assert res.exit_code == 0, res.output
+    assert "3 person(s)" in res.stdout  # RTMDet-nano: 3 persons at score >= 0.3
+
+    images = [COCO_VAL / "images" / "000000000785.jpg", COCO_VAL / "images" / "000000040083.jpg"]
+    res = _invoke(["run", fake, *images, "--boxes", MMPOSE_DETS, "--box-thr", "0.5", "--out", tmp_path / "b"])
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert {r["image_id"] for r in records} <= {785, 40083}  # COCO ids from the file names
+
+    both = _invoke(["run", fake, images[0], "--boxes", MMPOSE_DETS, "--detector", DETECTOR, "--out", tmp_path / "c"])
+    assert both.exit_code == 2 and "either --boxes or --detector" in both.stderr
+
+
+def test_run_engine_slot(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\0")
+    res = _invoke(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o"])
+    assert res.exit_code == 2 and "later release" in res.stderr
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_validate_torch_vs_onnx_seed0(seed0_t_checkpoint, seed0_t_onnx_b1):
+    args = ["validate", seed0_t_checkpoint, seed0_t_onnx_b1, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
+            "--threads", "1"]
+    res = _invoke(args + ["--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)  # stdout is exactly one JSON object
+    base, cand = report["rows"]
+    assert base["artifact"] == str(seed0_t_checkpoint) and base["runner"].startswith("torch")
+    assert cand["runner"] == "onnxruntime [CPUExecutionProvider]"
+    assert report["images"] == 4 and report["persons"] == 12 and report["passed"] is True
+    assert base["delta_AP"] == 0.0 and base["argmax_agreement"] == 1.0
+    assert cand["AP"] == pytest.approx(base["AP"], abs=1e-9) and cand["delta_AP"] == pytest.approx(0.0, abs=1e-9)
+    assert cand["argmax_agreement"] == 1.0 and cand["max_disp_px"] == 0.0  # FP32: same decisions
+    for key in ("AP", "AP50", "AP75", "AR", "mean_disp_px"):
+        assert key in cand
+
+    table = _invoke(args)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:6] == ["artifact", "runner", "AP", "AP50", "AP75", "AR"]
+    assert "(base)" in lines[2] and Path(seed0_t_onnx_b1).name in lines[3] and "within the budget" in lines[-1]
+
+
+def test_validate_exits_nonzero_over_budget(fake, tmp_path, monkeypatch):
+    """A candidate whose AP drops by more than --max-ap-drop fails the run (the AP itself is faked here)."""
+    aps = iter([0.700, 0.6995, 0.690])
+
+    def fake_evaluate(gt, results):
+        ap = next(aps)
+        return Metrics(ap, ap, ap, ap, ap, ap, ap, ap, ap, ap)
+
+    monkeypatch.setattr("gtpt_deploy.validate.evaluate", fake_evaluate)
+    other = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None, seed=1)
+    res = _invoke(["validate", fake, fake, other, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
+                   "--max-ap-drop", "0.1", "--no-flip", "--json"])
+    assert res.exit_code == 1, res.output
+    rows = json.loads(res.stdout)["rows"]
+    assert [r["within_budget"] for r in rows] == [True, True, False]
+    assert rows[1]["delta_AP"] == pytest.approx(-0.05) and rows[2]["delta_AP"] == pytest.approx(-1.0)
+    assert rows[1]["argmax_agreement"] == 1.0 and rows[2]["argmax_agreement"] < 0.5  # different weights
+
+
+def test_validate_user_errors(fake, tmp_path):
+    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", tmp_path])
+    assert res.exit_code == 2 and "validation needs every annotated image" in res.stderr
+    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--boxes", "gt",
+                   "--detector", DETECTOR])
+    assert res.exit_code == 2 and "either --boxes or --detector" in res.stderr
+
+
+def test_validate_and_run_wholebody_layout(tmp_path):
+    """133 keypoints: COCO-WholeBody results fields, the whole-body headline AP, drawing of every part."""
+    wb = write_fake_pose_onnx(tmp_path / "wb.onnx", batch=None, num_keypoints=133)
+    ann = COCO_VAL.parent / "coco_wholebody_val_example" / "coco_wholebody_val_v1.0_5img.json"
+    res = _invoke(["validate", wb, wb, "--ann", ann, "--images", COCO_VAL / "images", "--json", "--no-flip"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["images"] == 5 and report["persons"] == 24 and len(report["rows"]) == 2
+    assert report["rows"][1]["argmax_agreement"] == 1.0 and report["rows"][1]["delta_AP"] == 0.0
+
+    res = _invoke(["run", wb, COCO_VAL / "images" / "000000000785.jpg", "--out", tmp_path / "o", "--kpt-thr", "0"])
+    assert res.exit_code == 0, res.output
+    (rec,) = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert len(rec["keypoints"]) == 51 and len(rec["face_kpts"]) == 68 * 3 and len(rec["righthand_kpts"]) == 63
+
+
+@pytest.mark.parametrize("boxes", [["--detector", DETECTOR], ["--boxes", MMPOSE_DETS, "--box-thr", "0.3"]])
+def test_validate_with_detected_boxes(fake, boxes):
+    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--json", *boxes])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["persons"] > 0 and report["boxes"] != "gt"
+    assert report["rows"][1]["argmax_agreement"] == 1.0  # same artifact, same cached boxes -> same crops
