@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import (Attention, Block, GroupAttention, LiteStem, UStem, gather_rows, sine_table, softmax_pool,
-                     topk_indices)
+                     merge_dims, split_dim, topk_indices)
 
 # Whole-body dense keypoint tokens per group: face 68 (group 0), two hands 2x21 (group 1), two feet 2x3 (group 2).
 DENSE_PER_GROUP = (68, 42, 6)
@@ -115,13 +116,18 @@ class Transformer(nn.Module):
 
     def forward(self, img: Tensor, pos: Tensor, human: Tensor, sparse: Tensor, fine: Tensor | None) -> Tensor:
         """img (B,256,D) with pos added once, pos (1,256,D), human (1,1,D), sparse (1,17|22,D) -> (B,K,D)."""
-        x = torch.cat((human.expand(img.shape[0], -1, -1), img), dim=1)        # (B,1+256,D)
+        # expand_as: the target shape comes straight from a Shape op, so ONNX shape inference keeps (B, 1, D) static
+        # but for the batch (an explicit expand(B, -1, -1) does not).
+        x = torch.cat((human.expand_as(img[:, :1]), img), dim=1)              # (B,1+256,D)
         lead = 1
-        pos = pos.expand(img.shape[0], -1, -1)
+        pos = pos.expand_as(img)
+        # "sine-full": pos is re-added to the image tokens before every layer. Adding a zero-padded copy to the
+        # whole sequence is bit-identical (x + 0 == x) and costs one Add instead of Slice/Slice/Add/Concat.
+        pos_pad = F.pad(pos, (0, 0, lead, 0))                                  # (B,1+256,D)
         logits = x.new_empty(0)
         for i, blk in enumerate(self.layers):
-            if i > 0:                                                          # "sine-full": re-add before every layer
-                x = torch.cat((x[:, :lead], x[:, lead:] + pos), dim=1)
+            if i > 0:
+                x = x + pos_pad
             x, logits = blk.attend(x)
             if i == PRUNE_PLAIN_LAYER:
                 idx = topk_indices(softmax_pool(logits[:, :, 0, lead:], dim=1), self.k["plain"][0])  # (B,179)
@@ -129,32 +135,35 @@ class Transformer(nn.Module):
                 img, pos = gather_rows(x[:, lead:], idx), gather_rows(pos, idx)
                 kp = x[:, :1] + sparse                                         # human token -> 17 (22) tokens
                 x, lead = torch.cat((kp, img), dim=1), kp.shape[1]
+                pos_pad = F.pad(pos, (0, 0, lead, 0))                          # (B,17|22+179,D)
             x = blk.ffn(x)
         if self.cfg.wholebody:
             x, pos = self._split_wholebody(x, pos, logits, fine)
         else:
             x, pos = self._split_human(x, pos, logits)
+        pos_pad = F.pad(pos, (0, 0, SLOTS, 0))                                 # (B,3,N,D), zeros on the slots
         for j, blk in enumerate(self.group_layers):
-            x = torch.cat((x[:, :, :SLOTS], x[:, :, SLOTS:] + pos), dim=2)
+            x = x + pos_pad
             x, logits = blk.attend(x)
             if j == PRUNE_GROUP_LAYER:
                 x, pos = (self._prune_wholebody(x, pos, logits) if self.cfg.wholebody
                           else self._prune_human(x, pos, logits))
+                pos_pad = F.pad(pos, (0, 0, SLOTS, 0))
             x = blk.ffn(x)
         return self._readout(x)
 
     # ------------------------------------------------------------------ group split (between layers 5 and 6)
     def _group_inputs(self, x: Tensor, lead: int, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         body = x[:, lead - 17:lead]                                            # (B,17,D)
-        kp = torch.cat((body[:, :1], body), dim=1).unflatten(1, (GROUPS, SLOTS))  # dummy nose first: (B,3,6,D)
+        kp = split_dim(torch.cat((body[:, :1], body), dim=1), 1, (GROUPS, SLOTS))  # dummy nose first: (B,3,6,D)
         img = x[:, lead:]                                                      # (B,179,D)
-        gate = self.group_mask(img).unflatten(-1, (GROUPS, -1)).transpose(1, 2)  # (B,3,179,D)
+        gate = split_dim(self.group_mask(img), -1, (GROUPS, -1)).transpose(1, 2)  # (B,3,179,D)
         return kp, img.unsqueeze(1) * gate, pos.unsqueeze(1) * gate
 
     def _split_human(self, x: Tensor, pos: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
         kp, img, pos = self._group_inputs(x, 17, pos)
         a = logits[:, :, :17, 17:]                                             # kp queries x image keys (B,H,17,179)
-        score = _pool_human_groups(a[:, :, 0:5], a[:, :, 5:17].unflatten(2, (2, SLOTS)))
+        score = _pool_human_groups(a[:, :, 0:5], split_dim(a[:, :, 5:17], 2, (2, SLOTS)))
         idx = topk_indices(score, self.k["transition"][0])                     # (B,3,76)
         self._log("transition", idx)
         return torch.cat((kp, gather_rows(img, idx)), dim=2), gather_rows(pos, idx)   # (B,3,82,D), (B,3,76,D)
@@ -165,7 +174,7 @@ class Transformer(nn.Module):
         xs, ps = [], []
         for g, (rows, keep) in enumerate(zip(_WB_SCORE_ROWS, self.k["transition"])):
             a = torch.cat([logits[:, :, r0:r1, 22:] for r0, r1 in rows], dim=2)   # (B,H,rows,179)
-            idx = topk_indices(softmax_pool(a.flatten(1, 2), dim=1), keep)       # (B,60|86|122)
+            idx = topk_indices(softmax_pool(merge_dims(a, 1, 2), dim=1), keep)  # (B,60|86|122)
             self._log(f"transition{g}", idx)
             dense = torch.cat([parts[:, p:p + 1] + fine[:, a0:a1] for p, a0, a1 in _FINE_SLICES[g]], dim=1)
             xs.append(torch.cat((kp[:, g], dense, gather_rows(img[:, g], idx)), dim=1))  # (B,134,D)
@@ -186,7 +195,7 @@ class Transformer(nn.Module):
         for g, (dense, keep) in enumerate(zip(DENSE_PER_GROUP, self.k["group"])):
             first_row = 1 if g == 0 else 0                                     # skip the dummy query row
             a = logits[:, :, g, first_row:SLOTS + dense, 17 + dense:]          # kp+dense queries x image keys
-            idx = topk_indices(softmax_pool(a.flatten(1, 2), dim=1), keep)     # (B,8|34|70)
+            idx = topk_indices(softmax_pool(merge_dims(a, 1, 2), dim=1), keep)  # (B,8|34|70)
             self._log(f"group{g}", idx)
             start = SLOTS + dense
             xs.append(torch.cat((x[:, g, :start], gather_rows(x[:, g, start:], idx)), dim=1))
@@ -194,7 +203,7 @@ class Transformer(nn.Module):
         return torch.stack(xs, dim=1), torch.stack(ps, dim=1)
 
     def _readout(self, x: Tensor) -> Tensor:
-        body = x[:, :, :SLOTS].flatten(1, 2)[:, 1:]                            # drop the dummy: (B,17,D)
+        body = merge_dims(x[:, :, :SLOTS], 1, 2)[:, 1:]                        # drop the dummy: (B,17,D)
         if not self.cfg.wholebody:
             return body
         # COCO-WholeBody order: body, feet (group 2), face (group 0), hands (group 1).
@@ -203,8 +212,8 @@ class Transformer(nn.Module):
 
 def _pool_human_groups(a0: Tensor, a12: Tensor) -> Tensor:
     """Pruning scores of the 3 body groups: a0 (B,H,5,n) group 0's real rows, a12 (B,H,2,6,n) -> (B,3,n)."""
-    s0 = softmax_pool(a0.flatten(1, 2), dim=1)                                 # (B,n)
-    s12 = softmax_pool(a12.transpose(1, 2).flatten(2, 3), dim=2)               # (B,2,n)
+    s0 = softmax_pool(merge_dims(a0, 1, 2), dim=1)                             # (B,n)
+    s12 = softmax_pool(merge_dims(a12.transpose(1, 2), 2, 3), dim=2)           # (B,2,n)
     return torch.cat((s0.unsqueeze(1), s12), dim=1)
 
 
@@ -233,10 +242,12 @@ class Features(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         p1, p2 = self.cfg.patch_size
         f = self.patch2emb_norm(self.stem(images))                             # (B,C,64,48)
-        c, h, w = f.shape[1], f.shape[2] // p1, f.shape[3] // p2
-        # (B,C,h*p1,w*p2) -> (B,h,w,p1,p2,C) -> (B,h*w,p1*p2*C): row-major patches, channel fastest
-        f = f.reshape(-1, c, h, p1, w, p2).permute(0, 2, 4, 3, 5, 1).reshape(-1, h * w, p1 * p2 * c)
-        img = self.patch2emb_mlp(f) + self.pos_embedding
+        # Patchify + Linear == a (p1,p2)-strided conv whose kernel is the Linear weight, whose input features are
+        # ordered (p1, p2, C): (D, p1*p2*C) -> (D, C, p1, p2). Exports as one Conv instead of a 6-D Transpose + Gemm.
+        mlp = self.patch2emb_mlp
+        weight = mlp.weight.unflatten(1, (p1, p2, f.shape[1])).permute(0, 3, 1, 2)
+        img = merge_dims(F.conv2d(f, weight, mlp.bias, stride=(p1, p2)), 2, 3).transpose(1, 2)  # (B,256,D)
+        img = img + self.pos_embedding
         sparse = torch.cat((self.extra_token, self.keypoint_token), 1) if self.cfg.wholebody else self.keypoint_token
         fine = self.fine_keypoint_token if self.cfg.wholebody else None
         return self.transformer(img, self.pos_embedding, self.human_token, sparse, fine)

@@ -3,7 +3,8 @@
 Module and parameter names mirror the official code so that official checkpoints load without renaming
 (``stem.layer.0.branch2.3``, ``layers.4.0.fn.fn.to_qkv`` ...). Everything here is written for export:
 no in-place slice updates, attention as MatMul, reshapes that never read the batch size, and no constant
-outside the float16 range.
+outside the float16 range. Layouts are chosen for a lean ONNX graph (see ``concat_shuffle``, ``split_dim``,
+``GroupAttention.key_index``, ``gather_rows``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,37 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.C
     return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=True)
 
 
-def channel_shuffle(x: Tensor) -> Tensor:
-    """ShuffleNetV2 shuffle with 2 groups: output channel 2i = input i, 2i+1 = input C/2 + i. (B,C,H,W) -> same."""
-    return x.unflatten(1, (2, -1)).transpose(1, 2).flatten(1, 2)
+def split_dim(x: Tensor, dim: int, sizes: tuple[int, ...]) -> Tensor:
+    """``x.unflatten(dim, sizes)`` (dim >= 1) as a reshape whose only traced size is the batch (dim 0).
+
+    Export reasons: the legacy ONNX exporter bakes the example batch into ``unflatten``, and a ``-1`` or a size read
+    from a traced shape leaves ONNX shape inference with unknown dims under a dynamic batch. Every non-batch size is
+    a Python int here (static for the fixed 256x192 input), so all dims but the batch stay concrete.
+    """
+    dim = dim % x.dim()
+    rest = [int(s) for s in x.shape[1:]]                                       # static sizes, batch excluded
+    sizes = [int(s) for s in sizes]
+    if -1 in sizes:
+        # A list, not a generator: torch.compile graph-breaks on math.prod(<generator>).
+        known = [s for s in sizes if s != -1]
+        sizes[sizes.index(-1)] = rest[dim - 1] // math.prod(known)
+    return x.reshape([x.shape[0], *rest[:dim - 1], *sizes, *rest[dim:]])
+
+
+def merge_dims(x: Tensor, start: int, end: int) -> Tensor:
+    """``x.flatten(start, end)`` (start >= 1) with static non-batch sizes, for the reasons given in ``split_dim``."""
+    end = end % x.dim()
+    rest = [int(s) for s in x.shape[1:]]                                       # static sizes, batch excluded
+    return x.reshape([x.shape[0], *rest[:start - 1], math.prod(rest[start - 1:end]), *rest[end:]])
+
+
+def concat_shuffle(a: Tensor, b: Tensor) -> Tensor:
+    """ShuffleNetV2 ``channel_shuffle(cat((a, b), 1))`` with 2 groups, i.e. interleave the channels of a and b.
+
+    (B,C/2,H,W) x 2 -> (B,C,H,W), channel 2i = a[i], 2i+1 = b[i]. Exports as one Concat on a new axis + Reshape
+    (whole H*W planes are copied) instead of Concat + Reshape + 5-D Transpose + Reshape.
+    """
+    return merge_dims(torch.stack((a, b), dim=2), 1, 2)
 
 
 class InvertedResidual(nn.Module):
@@ -47,10 +76,8 @@ class InvertedResidual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.stride == 1:
             keep, work = x.chunk(2, dim=1)
-            out = torch.cat((keep, self.branch2(work)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(out)
+            return concat_shuffle(keep, self.branch2(work))
+        return concat_shuffle(self.branch1(x), self.branch2(x))
 
 
 def _stage(cin: int, cout: int, blocks: int, first_stride: int) -> nn.Sequential:
@@ -157,10 +184,10 @@ class Attention(_HeadsMixin):
     """Plain multi-head self-attention. (B,N,D) -> (B,N,D) and the pre-softmax logits (B,H,N,N)."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        qkv = self.to_qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # (3,B,H,N,dh)
-        q, k, v = qkv.unbind(0)
+        qkv = split_dim(self.to_qkv(x), -1, (3 * self.heads, -1)).transpose(1, 2)       # (B,3H,N,dh)
+        q, k, v = qkv.chunk(3, dim=1)                                                   # (B,H,N,dh) each
         logits = (q * self.scale) @ k.transpose(-1, -2)                                 # (B,H,N,N)
-        out = (logits.softmax(-1) @ v).transpose(1, 2).flatten(2)                       # (B,N,D)
+        out = merge_dims((logits.softmax(-1) @ v).transpose(1, 2), 2, 3)                # (B,N,D)
         return self.to_out(out), logits
 
 
@@ -175,19 +202,33 @@ class GroupAttention(_HeadsMixin):
 
     slots = 6
 
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__(dim, heads)
+        self._key_index: dict[tuple[int, int], Tensor] = {}
+
+    def key_index(self, groups: int, n: int) -> Tensor:
+        """(G, 17 + n-6) positions in the flattened (G*n) token axis: every group's keys/values.
+
+        Keys of group g = the keypoint slots of all groups except the dummy (group 0, slot 0), then g's own tokens.
+        A constant, so the key sets are built by one Gather instead of Slice/Expand/Concat chains.
+        """
+        cached = self._key_index.get((groups, n))
+        if cached is None:
+            shared = [g * n + s for g in range(groups) for s in range(self.slots)][1:]
+            cached = torch.tensor([shared + list(range(g * n + self.slots, (g + 1) * n)) for g in range(groups)])
+            self._key_index[(groups, n)] = cached
+        return cached
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        qkv = self.to_qkv(x).unflatten(-1, (3, self.heads, -1)).permute(3, 0, 4, 1, 2, 5)  # (3,B,H,G,N,dh)
-        q, k, v = qkv.unbind(0)
-        groups = x.shape[1]
-
-        def with_shared(t: Tensor) -> Tensor:
-            shared = t[:, :, :, : self.slots].flatten(2, 3)[:, :, 1:]                   # (B,H,17,dh), no dummy
-            shared = shared.unsqueeze(2).expand(-1, -1, groups, -1, -1)                  # (B,H,G,17,dh)
-            return torch.cat((shared, t[:, :, :, self.slots:]), dim=3)                  # (B,H,G,17+N-6,dh)
-
-        logits = (q * self.scale) @ with_shared(k).transpose(-1, -2)                    # (B,H,G,N,Nk)
-        out = logits.softmax(-1) @ with_shared(v)                                       # (B,H,G,N,dh)
-        return self.to_out(out.permute(0, 2, 3, 1, 4).flatten(3)), logits
+        groups, n = x.shape[1], x.shape[2]
+        qkv = split_dim(self.to_qkv(x), -1, (3 * self.heads, -1)).permute(0, 3, 1, 2, 4)  # (B,3H,G,N,dh)
+        q, k, v = qkv.chunk(3, dim=1)                                                    # (B,H,G,N,dh) each
+        idx = self.key_index(groups, n).to(x.device)
+        k = merge_dims(k, 2, 3)[:, :, idx]                                               # (B,H,G,Nk,dh)
+        v = merge_dims(v, 2, 3)[:, :, idx]
+        logits = (q * self.scale) @ k.transpose(-1, -2)                                 # (B,H,G,N,Nk)
+        out = logits.softmax(-1) @ v                                                    # (B,H,G,N,dh)
+        return self.to_out(merge_dims(out.permute(0, 2, 3, 1, 4), 3, 4)), logits
 
 
 class Block(nn.ModuleList):
@@ -214,17 +255,17 @@ def softmax_pool(a: Tensor, dim: int) -> Tensor:
 
 
 def gather_rows(x: Tensor, idx: Tensor) -> Tensor:
-    """Row gather: x (..., N, D), idx (..., k) int64 -> (..., k, D).
+    """Row gather: x (..., N, D), idx (..., k) int64 with the same leading dims -> (..., k, D).
 
-    Implemented as one flat ``index_select`` with per-row offsets, which exports to a single ONNX Gather on rows
-    instead of a GatherElements over a materialized (..., k, D) index tensor.
+    One flat ``index_select`` with per-row offsets: exports to a single ONNX Gather on rows of (rows, D) instead of
+    a GatherElements over a materialized (..., k, D) index tensor. The offsets come from ``idx``'s own traced
+    batch size, so a dynamic batch stays dynamic.
     """
-    n, d = x.shape[-2], x.shape[-1]
-    k = idx.shape[-1]
-    flat_idx = idx.reshape(-1, k)
-    offsets = torch.arange(flat_idx.shape[0], device=idx.device).unsqueeze(1) * n
-    rows = (flat_idx + offsets).reshape(-1)
-    return x.reshape(-1, d).index_select(0, rows).reshape(idx.shape + (d,))
+    lead = [int(s) for s in idx.shape[1:-1]]                                  # () or (G,): static
+    n, d, k = int(x.shape[-2]), int(x.shape[-1]), int(idx.shape[-1])
+    offsets = torch.arange(idx.shape[0] * math.prod(lead), device=idx.device) * n   # (B*G,), batch traced
+    rows = idx + offsets.reshape([idx.shape[0], *lead, 1])                    # (..., k) rows of the flat x
+    return x.flatten(0, -2).index_select(0, rows.flatten()).reshape([idx.shape[0], *lead, k, d])
 
 
 def topk_indices(score: Tensor, k: int) -> Tensor:
