@@ -18,6 +18,7 @@ _API = {
     "VARIANTS": ".models.gtpt",
     "GTPTConfig": ".models.gtpt",
     "GtptError": ".errors",
+    "export_onnx": ".export",
     "create_runner": ".runners",
 }
 __all__ = sorted(_API) + ["__version__"]

@@ -1,0 +1,396 @@
+"""Checkpoint -> simplified, self-describing ONNX with static top-k, verified against PyTorch before it is kept.
+
+``export_onnx`` is one plain function with a typed result (:class:`ExportResult`). Steps: load the checkpoint
+(variant detected from the tensors), trace with the TorchScript exporter, check the graph (opset as written, constant
+TopK k = the config's table, static shapes, no ScatterND / Einsum, no constant outside float16), simplify (onnxsim,
+else onnxslim, else none, each verified numerically), write ``gtpt.*`` metadata, ``onnx.checker`` full check, then
+ONNX Runtime vs PyTorch on real person crops and random inputs. Only a graph that passes every step is written
+(atomically), together with a JSON report next to it; on any failure nothing is left behind.
+
+Why the legacy exporter (``dynamo=False``): in torch 2.13 the dynamo exporter needs ``onnxscript`` (not a dependency
+here) and, asked for opset 17, writes ``Split(num_outputs=...)`` - an opset-18 attribute - under an opset-17 header,
+which ONNX Runtime rejects as an invalid model. The TorchScript exporter writes exactly the requested opset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
+from .errors import ExportError, InputImageError
+from .metadata import ModelMeta
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17                      # TensorRT 10 and 11 parse it; LayerNormalization is one node from 17 on
+SUPPORTED_OPSETS = range(17, 21)        # 20 = the TorchScript exporter's maximum in torch 2.13
+MAX_ABS_DIFF = 1e-4                     # ONNX Runtime vs PyTorch, logits
+DYNAMIC_CHECK_BATCHES = (1, 3, 8)
+N_RANDOM = 4
+SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+EXPORTER = "torch.onnx TorchScript (dynamo=False)"
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """ONNX Runtime vs PyTorch on one set of inputs at one batch size."""
+
+    inputs: str                 # "real crops" or "random"
+    batch: int
+    samples: int
+    max_abs_diff: float
+    argmax_agreement: float     # fraction of (sample, keypoint, axis) whose argmax bin agrees
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= MAX_ABS_DIFF and self.argmax_agreement == 1.0
+
+
+@dataclass
+class ExportResult:
+    """Everything ``export_onnx`` did and measured; ``to_dict()`` is the JSON sidecar."""
+
+    onnx_path: Path
+    report_path: Path
+    variant: str
+    batch: int | None                       # None: dynamic batch
+    opset: int
+    exporter: str
+    simplifier: str
+    simplify_notes: list[str]
+    nodes_exported: int
+    nodes_final: int
+    op_counts: dict[str, int]
+    topk_k: tuple[int, ...]
+    parity: list[ParityCase]
+    seconds: dict[str, float]
+    meta: ModelMeta
+    onnx_sha256: str = ""
+    sample_images: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(c.max_abs_diff for c in self.parity)
+
+    @property
+    def argmax_agreement(self) -> float:
+        return min(c.argmax_agreement for c in self.parity)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["onnx_path"], d["report_path"] = str(self.onnx_path), str(self.report_path)
+        d["parity"] = [{**asdict(c), "passed": c.passed} for c in self.parity]
+        d["max_abs_diff"], d["argmax_agreement"] = self.max_abs_diff, self.argmax_agreement
+        d["tolerance"] = {"max_abs_diff": MAX_ABS_DIFF, "argmax_agreement": 1.0}
+        return d
+
+    def format_report(self) -> str:
+        """A few lines for the terminal."""
+        batch = "dynamic" if self.batch is None else str(self.batch)
+        notes = f" ({'; '.join(self.simplify_notes)})" if self.simplify_notes else ""
+        kept = f"not simplified{notes}" if self.simplifier == "none" else f"{self.nodes_final} after {self.simplifier}{notes}"
+        lines = [
+            f"exported {self.variant} (batch {batch}, opset {self.opset}) -> {self.onnx_path}",
+            f"  graph: {self.nodes_exported} nodes exported, {kept}; TopK k = {list(self.topk_k)}",
+        ]
+        for c in self.parity:
+            lines.append(f"  parity vs PyTorch, {c.inputs:<10} b{c.batch}: max |diff| {c.max_abs_diff:.2e}, "
+                         f"argmax agreement {c.argmax_agreement * 100:.2f}% ({c.samples} samples)")
+        s = self.seconds
+        lines.append(f"  time: export {s['export']:.1f} s, simplify {s['simplify']:.1f} s, checks {s['check']:.1f} s, "
+                     f"parity {s['parity']:.1f} s, total {s['total']:.1f} s")
+        lines.append(f"  report: {self.report_path}")
+        return "\n".join(lines)
+
+
+def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
+                output: str | os.PathLike[str] | None = None, batch: int | None = None, dynamic_batch: bool = False,
+                opset: int = DEFAULT_OPSET, simplify: bool = True, force: bool = False,
+                samples: str | os.PathLike[str] | None = None) -> ExportResult:
+    """Export a GTPT checkpoint to ONNX (input ``images`` float32 (B,3,256,192) -> ``simcc_x`` (B,K,384),
+    ``simcc_y`` (B,K,512)) and keep it only if it passes every check.
+
+    ``model`` is detected from the checkpoint when omitted (and must match it when given). ``batch`` is the static
+    batch size (default 1); ``dynamic_batch`` makes dim 0 symbolic instead (then leave ``batch`` unset). ``output``
+    defaults to ``export/<variant>_b<N>.onnx`` (``_bdyn``) under the working directory. ``samples``: real person
+    crops for the parity check, see :func:`load_samples` (default: the repository's demo COCO images and boxes).
+    Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
+    """
+    t_start = time.perf_counter()
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"unsupported opset {opset}: expected {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+                          f"(17 is accepted by TensorRT 10 and 11); pass --opset {DEFAULT_OPSET}")
+    if dynamic_batch and batch is not None:
+        raise ExportError(f"both a static batch ({batch}) and a dynamic batch were requested; "
+                          f"pass either --batch N or --dynamic-batch")
+    if batch is not None and batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
+    static_batch = None if dynamic_batch else (batch or 1)
+
+    from .models import create_model, get_config
+
+    if model is not None:
+        get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
+    net = create_model(model, checkpoint)       # missing / unreadable / other variant -> CheckpointError
+    cfg = net.cfg
+    out = Path(output) if output is not None else onnx_path(cfg.name, static_batch)
+    report = sidecar_path(out)
+    created = _missing_parents(out)
+    try:
+        for p in (out, report):
+            check_writable(p, force)
+        return _export(net, Path(checkpoint), out, report, static_batch, opset, simplify, samples, t_start)
+    except BaseException:
+        for d in created:                       # leave no empty folder behind either
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    missing = []
+    for parent in path.absolute().parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing                              # deepest first
+
+
+def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | None, opset: int, simplify: bool,
+            samples: str | os.PathLike[str] | None, t_start: float) -> ExportResult:
+    import onnx
+
+    from .onnx_tools import graph_facts, infer_shapes, set_metadata, simplify_model
+
+    cfg = net.cfg
+    seconds: dict[str, float] = {}
+    real, names = load_samples(samples, cfg.image_size)         # a bad --samples fails before the slow part
+    t = time.perf_counter()
+    raw = _torch_export(net, batch, opset)
+    seconds["export"] = time.perf_counter() - t
+
+    rand = np.random.default_rng(0).standard_normal((N_RANDOM, 3, *cfg.image_size)).astype(np.float32)
+    t = time.perf_counter()
+    if simplify:
+        graph, simp = simplify_model(raw, _batches(rand, batch or 1)[0])
+    else:
+        from .onnx_tools import SimplifyReport
+
+        graph, simp = raw, SimplifyReport("none", len(raw.graph.node), len(raw.graph.node), ["--no-simplify"])
+    seconds["simplify"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    graph = infer_shapes(graph)                 # fresh value_info: the exporter's can be stale
+    facts = graph_facts(graph, dynamic_batch=batch is None)
+    problems = facts.problems(opset, expected_topk(cfg), require_static=simp.simplifier != "none")
+    notes = list(simp.notes)
+    if facts.non_static and simp.simplifier == "none":
+        notes.append(f"{len(facts.non_static)} tensor shapes are not static in the unsimplified graph")
+    if problems:
+        raise ExportError(f"the exported graph failed its checks: {'; '.join(problems)}; nothing was written")
+    meta = ModelMeta.for_config(cfg, batch, source_sha256=sha256_file(checkpoint), versions=_versions())
+    meta = replace(meta, extra={"opset": opset, "exporter": EXPORTER,
+                                "simplifier": simp.simplifier, "inputs": ["images"], "outputs": ["simcc_x", "simcc_y"]})
+    set_metadata(graph, meta.to_props())
+    graph.doc_string = f"GTPT {cfg.name} exported by gtpt-deploy {__version__}"
+    try:
+        onnx.checker.check_model(graph, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"onnx.checker rejected the exported graph ({str(e).splitlines()[0][:200]}); "
+                          f"nothing was written") from None
+    payload = graph.SerializeToString()
+    seconds["check"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    parity = check_parity(net, payload, real, rand, batch)
+    seconds["parity"] = time.perf_counter() - t
+    failed = [c for c in parity if not c.passed]
+    if failed:
+        c = failed[0]
+        raise ExportError(f"ONNX Runtime disagrees with PyTorch on {c.inputs} at batch {c.batch}: max |diff| "
+                          f"{c.max_abs_diff:.2e} (<= {MAX_ABS_DIFF:g} expected), argmax agreement "
+                          f"{c.argmax_agreement * 100:.2f}% (100% expected); nothing was written - try --no-simplify "
+                          f"or report it")
+
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(payload)
+    seconds["total"] = time.perf_counter() - t_start
+    result = ExportResult(
+        onnx_path=out, report_path=report, variant=cfg.name, batch=batch, opset=facts.opset,
+        exporter=EXPORTER, simplifier=simp.simplifier, simplify_notes=notes,
+        nodes_exported=simp.nodes_before, nodes_final=facts.nodes, op_counts=facts.op_counts, topk_k=facts.topk_k,
+        parity=parity, seconds={k: round(v, 3) for k, v in seconds.items()}, meta=meta,
+        onnx_sha256=sha256_file(out), sample_images=names,
+    )
+    try:
+        write_json(report, result.to_dict())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    log.debug("wrote %s (%d nodes, max |diff| %.2e)", out, facts.nodes, result.max_abs_diff)
+    return result
+
+
+def expected_topk(cfg: Any) -> list[int]:
+    """TopK k values the graph must hold: one TopK per step, or one per group when the groups' k differ."""
+    ks: list[int] = []
+    for step in ("plain", "transition", "group"):
+        values = tuple(cfg.k_table[step])
+        ks.extend(values[:1] if len(set(values)) == 1 else values)
+    return ks
+
+
+def _torch_export(net: Any, batch: int | None, opset: int) -> Any:
+    import onnx
+    import torch
+
+    example = torch.zeros(batch or 2, 3, *net.cfg.image_size)
+    dynamic = {n: {0: "batch"} for n in ("images", "simcc_x", "simcc_y")} if batch is None else None
+    with tempfile.TemporaryDirectory(prefix="gtpt_export_") as tmp:
+        path = Path(tmp) / "raw.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            # TracerWarnings about shape-derived Python ints and the exporter's deprecation notice: expected here.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
+                              input_names=["images"], output_names=["simcc_x", "simcc_y"], dynamic_axes=dynamic,
+                              do_constant_folding=True)
+        return onnx.load(str(path))
+
+
+# ----------------------------------------------------------------------------------------------- parity inputs
+# Bundled with the repository (demo/, see NOTICE): COCO val images with their GT person boxes.
+DEMO_ANNOTATIONS = Path(__file__).resolve().parents[1] / "demo" / "person_keypoints_demo.json"
+MAX_REAL_CROPS = 12
+
+
+def default_samples() -> Path | None:
+    """$GTPT_SAMPLES, else the repository's demo annotations, else the shared people photos, else None."""
+    if os.environ.get("GTPT_SAMPLES"):
+        return Path(os.environ["GTPT_SAMPLES"])
+    if DEMO_ANNOTATIONS.is_file():
+        return DEMO_ANNOTATIONS
+    shared = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    photos = shared / "data" / "people_photos_pypi"
+    return photos if photos.is_dir() else None
+
+
+def _person_boxes(samples: Path) -> list[tuple[Path, np.ndarray | None]]:
+    """(image, GT boxes xywh (n,4) or None = whole frame and halves) for a COCO JSON, a folder or one image."""
+    if samples.suffix.lower() == ".json":
+        from .transforms import sanitize_gt_box
+
+        try:
+            coco = json.loads(samples.read_text())
+            images = {im["id"]: im for im in coco["images"]}
+            anns = [a for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputImageError(f"{samples} is not a readable COCO keypoint file ({e}); pass images instead") from None
+        folder = samples.parent / "images" if (samples.parent / "images").is_dir() else samples.parent
+        per_image: dict[Path, list[np.ndarray]] = {}
+        for a in sorted(anns, key=lambda a: -a["bbox"][2] * a["bbox"][3])[:MAX_REAL_CROPS]:
+            im = images[a["image_id"]]
+            box = sanitize_gt_box(a["bbox"], im["width"], im["height"])
+            if box is not None:
+                per_image.setdefault(folder / im["file_name"], []).append(box)
+        return [(path, np.stack(boxes)) for path, boxes in per_image.items()]
+    if samples.is_dir():
+        found = sorted(p for p in samples.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
+        if not found:
+            raise InputImageError(f"sample folder {samples} holds no .jpg/.png images; pass a folder of person photos")
+        return [(p, None) for p in found]
+    if not samples.is_file():
+        raise InputImageError(f"sample image {samples} does not exist; pass an image or a folder of person photos")
+    return [(samples, None)]
+
+
+def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Normalized real person crops float32 (N<=12,3,H,W) for the parity check, and the image paths used.
+
+    ``samples``: a COCO keypoint JSON (GT boxes of annotated persons, images in ``images/`` next to it), a folder
+    of person photos or one photo (boxes: the whole frame and its left / right halves); None = ``default_samples()``.
+    """
+    import cv2
+
+    from .transforms import box_to_center_scale, crop_and_normalize
+
+    source = Path(samples) if samples is not None else default_samples()
+    if source is None:
+        log.warning("no sample person photos found (set GTPT_SAMPLES or pass --samples); parity uses random inputs only")
+        return np.zeros((0, 3, *input_size), np.float32), []
+    crops, names = [], []
+    for path, boxes in _person_boxes(source):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputImageError(f"cannot decode sample image {path}; pass a readable .jpg/.png")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if boxes is None:
+            h, w = rgb.shape[:2]
+            boxes = np.array([[0, 0, w, h], [0, 0, w / 2, h], [w / 2, 0, w / 2, h]], dtype=np.float32)
+        center, scale = box_to_center_scale(boxes, input_size)
+        crops.append(crop_and_normalize(rgb, center, scale, input_size))
+        names.append(str(path))
+    return np.concatenate(crops)[:MAX_REAL_CROPS], names
+
+
+def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Split (N,...) into batches of exactly ``batch``, wrapping around to fill the last one."""
+    n = max(len(x), batch)
+    idx = np.arange(-(-n // batch) * batch) % len(x)
+    return [x[idx[i:i + batch]] for i in range(0, len(idx), batch)]
+
+
+def check_parity(net: Any, onnx_model: bytes, real: np.ndarray, rand: np.ndarray,
+                 batch: int | None) -> list[ParityCase]:
+    """ONNX Runtime vs PyTorch eager on ``real`` crops and ``rand`` inputs (float32 (N,3,256,192) each), in batches
+    of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic). Agreement counts (sample, keypoint, axis)."""
+    import torch
+
+    from .onnx_tools import ort_session, run_ort
+
+    sess = ort_session(onnx_model)
+    cases = []
+    for label, data in (("real crops", real), ("random", rand)):
+        if not len(data):
+            continue
+        for b in ((batch,) if batch is not None else DYNAMIC_CHECK_BATCHES):
+            diffs, agree, total, count = [], 0, 0, 0
+            for chunk in _batches(data, b):
+                with torch.no_grad():
+                    ref = [t.numpy() for t in net(torch.from_numpy(chunk))]
+                got = run_ort(sess, chunk)
+                for r, g in zip(ref, got):
+                    diffs.append(float(np.abs(r - g).max()))
+                    agree += int((r.argmax(-1) == g.argmax(-1)).sum())
+                    total += r.shape[0] * r.shape[1]
+                count += len(chunk)
+            cases.append(ParityCase(label, b, count, max(diffs), agree / total))
+    return cases
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import torch
+
+    versions = {"gtpt_deploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__}
+    for name in ("onnxruntime", "onnxsim", "onnxslim"):
+        try:
+            versions[name] = str(__import__(name).__version__)
+        except Exception:  # optional: recorded only when importable
+            pass
+    return versions
+
+
+__all__ = ["ExportResult", "ParityCase", "export_onnx", "expected_topk", "check_parity", "load_samples"]
