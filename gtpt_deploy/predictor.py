@@ -275,6 +275,13 @@ class RunSummary:
     def ok(self) -> bool:
         return not self.failures
 
+    def format_lines(self, out_dir: str | Path) -> list[str]:
+        """The end-of-run summary for the terminal."""
+        done = self.images - len(self.failures)
+        return [f"{self.images} image(s): {done} processed, {len(self.failures)} failed; {self.persons} person(s); "
+                f"{self.seconds:.2f} s (model {self.model_seconds:.2f} s) [{self.runner}]",
+                f"results: {self.results_path}" + (f"; {self.drawn} annotated image(s) in {out_dir}" if self.drawn else "")]
+
 
 def assign_image_ids(paths: list[Path]) -> dict[Path, int]:
     """COCO ids from the file names when every name is a distinct number, else 1-based positions."""
@@ -304,7 +311,7 @@ def _output_names(paths: list[Path]) -> list[str]:
 def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
                boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
                batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
-               kpt_thr: float = 0.3, draw: bool = True, force: bool = False, progress: bool = False,
+               kpt_thr: float | None = None, draw: bool = True, force: bool = False, progress: bool = False,
                threads: int | None = None) -> RunSummary:
     """Pose on images/folders -> ``out_dir/results.json`` (COCO keypoint results, rescored + OKS NMS) and, with
     ``draw``, annotated copies of the images. Undecodable / missing images are skipped and listed in the summary.
@@ -317,7 +324,7 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
 
     from .artifacts import check_writable, write_json
     from .boxes import box_source
-    from .draw import draw_poses
+    from .draw import DEFAULT_KPT_THR, draw_poses
     from .evaluate import to_coco_results
     from .runners import create_runner
 
@@ -346,7 +353,8 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                 failures.append(result)
                 continue
             if draw and result.image is not None:
-                canvas = draw_poses(result.image, result.keypoints, predictor.dataset, result.boxes, kpt_thr)
+                canvas = draw_poses(result.image, result.keypoints, predictor.dataset, result.boxes,
+                                    DEFAULT_KPT_THR if kpt_thr is None else kpt_thr)
                 drawn += bool(cv2.imwrite(str(out_dir / name), canvas))
                 result.image = None
             poses.append(result)

@@ -63,6 +63,22 @@ class ValidationReport:
         return {"rows": [r.to_dict() for r in self.rows], "max_ap_drop": self.max_ap_drop, "boxes": self.boxes,
                 "images": self.images, "persons": self.persons, "passed": self.passed}
 
+    def format_table(self) -> str:
+        """The terminal table: one row per artifact (baseline first), then the verdict line."""
+        names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
+                 for i, r in enumerate(self.rows)]
+        wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
+        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'dAP':>6} "
+                  f"{'argmax':>7} {'mean px':>8} {'max px':>8}")
+        lines = [header, "-" * len(header)]
+        for name, r in zip(names, self.rows):
+            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {r.AP:6.2f} {r.AP50:6.2f} {r.AP75:6.2f} {r.AR:6.2f} "
+                         f"{r.delta_AP:+6.2f} {r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}")
+        verdict = "within" if self.passed else "OVER"
+        lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; "
+                     f"{verdict} the budget (AP drop <= {self.max_ap_drop:g})")
+        return "\n".join(lines)
+
 
 def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
                  batch: int | None, device: str, threads: int | None,

@@ -1,0 +1,77 @@
+"""The end-to-end demo on the embedded defaults (the README's main command).
+
+export the sample checkpoint to ONNX -> run person detector + pose on the bundled images (annotated copies and
+results.json) -> validate ONNX against PyTorch on the bundled annotated images (AP table).
+The bundled material lives in the repository's ``demo/`` folder (see NOTICE); the sample checkpoint in ``models/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import GtptError
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "demo"
+SAMPLE_CHECKPOINT = REPO / "models" / "gtpt_t_coco_sample.pth"
+# The shared test data's RTMDet-nano person detector, when the repository sits next to it (CI, development).
+SHARED_DETECTOR = REPO.parent / "shared" / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    export: Any          # export.ExportResult
+    run: Any             # predictor.RunSummary
+    validation: Any      # validate.ValidationReport
+    detector: Path | None
+    out_dir: Path
+
+
+def default_detector() -> Path | None:
+    """``$GTPT_DETECTOR`` if set, else the shared RTMDet-nano person detector if it is there, else None."""
+    env = os.environ.get("GTPT_DETECTOR")
+    if env:
+        return Path(env)
+    return SHARED_DETECTOR if SHARED_DETECTOR.is_file() else None
+
+
+def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os.PathLike[str] | None = None,
+             detector: str | os.PathLike[str] | None = None, assets: str | os.PathLike[str] | None = None,
+             threads: int | None = None, say: Callable[[str], None] = lambda _: None) -> DemoResult:
+    """Export -> run -> validate into ``out_dir`` (overwriting earlier demo outputs there).
+
+    ``detector`` defaults to :func:`default_detector`; without one, every image is one person box.
+    ``say`` receives a line per stage (the CLI passes ``click.echo``).
+    """
+    from .export import export_onnx
+    from .predictor import run_images
+    from .validate import validate
+
+    out = Path(out_dir)
+    assets_dir = Path(assets) if assets is not None else ASSETS
+    images, ann = assets_dir / "images", assets_dir / "person_keypoints_demo.json"
+    ckpt = Path(checkpoint) if checkpoint is not None else SAMPLE_CHECKPOINT
+    for needed in (images, ann, ckpt):
+        if not needed.exists():
+            raise GtptError(f"demo input {needed} is missing; run the demo from a full checkout of gtpt-deploy "
+                            f"(or pass --checkpoint / --assets)")
+    det = Path(detector) if detector is not None else default_detector()
+
+    say(f"[1/3] export {ckpt} -> ONNX")
+    exported = export_onnx(ckpt, output=out / f"{ckpt.stem}_b1.onnx", batch=1, force=True)
+    say(exported.format_report())
+
+    say(f"[2/3] run {exported.onnx_path.name} on {images} "
+        + (f"with detector {det}" if det else "(no detector found: one box per image; pass --detector)"))
+    summary = run_images(exported.onnx_path, [images], out / "run", detector=det, force=True, progress=True,
+                         threads=threads)
+    say("\n".join(summary.format_lines(out / "run")))
+
+    say(f"[3/3] validate ONNX vs PyTorch on {ann.name} (GT boxes, flip test)")
+    report = validate(ckpt, [exported.onnx_path], ann, images, boxes="gt", max_ap_drop=0.0, threads=threads,
+                      progress=True)
+    say(report.format_table())
+    return DemoResult(exported, summary, report, det, out)
