@@ -37,3 +37,11 @@ def seed0_t_onnx_b1(seed0_t_checkpoint, tmp_path_factory) -> Path:
     from gtpt_fixtures import export_test_onnx
 
     return export_test_onnx(seed0_t_checkpoint, tmp_path_factory.mktemp("seed0_onnx") / "gtpt_t_coco_b1.onnx", 1)
+
+
+@pytest.fixture(scope="session")
+def fake_dyn(tmp_path_factory) -> Path:
+    """A tiny GTPT-shaped ONNX with a dynamic batch (fast runner / predictor tests)."""
+    from gtpt_fixtures import write_fake_pose_onnx
+
+    return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_dyn.onnx", batch=None)

@@ -27,11 +27,6 @@ MMPOSE_DETS = COCO_VAL / "originals" / "mmpose_tests_data_coco_test_coco_det_AP_
 
 
 @pytest.fixture(scope="module")
-def fake_dyn(tmp_path_factory) -> Path:
-    return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_dyn.onnx", batch=None)
-
-
-@pytest.fixture(scope="module")
 def fake_b4(tmp_path_factory) -> Path:
     return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b4.onnx", batch=4)
 

@@ -18,11 +18,6 @@ from gtpt_fixtures import FIXTURES, write_fake_pose_onnx
 
 
 @pytest.fixture(scope="module")
-def fake_dyn(tmp_path_factory) -> Path:
-    return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_dyn.onnx", batch=None)
-
-
-@pytest.fixture(scope="module")
 def fake_b2(tmp_path_factory) -> Path:
     return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b2.onnx", batch=2)
 

@@ -1,0 +1,31 @@
+"""The README's main job (export -> run -> validate) on the embedded defaults, end to end on CPU."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from gtpt_deploy.cli import main
+from gtpt_deploy.demo import SAMPLE_CHECKPOINT, default_detector
+
+
+def test_demo_runs_end_to_end(shared, tmp_path):
+    assert SAMPLE_CHECKPOINT.is_file(), "the sample checkpoint models/gtpt_t_coco_sample.pth is part of the repo"
+    assert default_detector() is not None, "the shared RTMDet-nano detector should be found next to the repo"
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "gtpt_t_coco_sample_b1.onnx").is_file()
+    records = json.loads((out / "run" / "results.json").read_text())
+    assert len(records) >= 8, "the detector finds persons on the bundled images"
+    drawn = [p for p in (out / "run").iterdir() if p.suffix == ".jpg"]
+    assert len(drawn) == 8, "one annotated copy per bundled image"
+    # The validate table: the ONNX file equals PyTorch exactly (FP32 budget dAP = 0) on a memorized model.
+    lines = result.output.splitlines()
+    base = next(line for line in lines if "(base)" in line)
+    onnx_row = next(line for line in lines if line.startswith("gtpt_t_coco_sample_b1.onnx"))
+    base_ap = float(base.split()[base.split().index("[cpu]") + 1])
+    assert base_ap >= 50.0, f"the memorized sample should score high on its own images, got AP {base_ap}"
+    assert " +0.00 " in onnx_row and " 1.0000 " in onnx_row, onnx_row
+    assert "within the budget" in result.output
