@@ -23,8 +23,8 @@ def test_demo_runs_end_to_end(shared, tmp_path):
     assert len(drawn) == 8, "one annotated copy per bundled image"
     # The validate table: the ONNX file equals PyTorch exactly (FP32 budget dAP = 0) on a memorized model.
     lines = result.output.splitlines()
-    base = next(line for line in lines if "(base)" in line)
-    onnx_row = next(line for line in lines if line.startswith("gtpt_t_coco_sample_b1.onnx"))
+    base = next(line for line in lines if "(base)" in line and "torch " in line)
+    onnx_row = next(line for line in lines if line.startswith("gtpt_t_coco_sample_b1.onnx") and "onnxruntime [" in line)
     base_ap = float(base.split()[base.split().index("[cpu]") + 1])
     assert base_ap >= 50.0, f"the memorized sample should score high on its own images, got AP {base_ap}"
     assert " +0.00 " in onnx_row and " 1.0000 " in onnx_row, onnx_row
