@@ -35,7 +35,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gtpt_deploy.codec import decode_to_image
 from gtpt_deploy.evaluate import evaluate, to_coco_results

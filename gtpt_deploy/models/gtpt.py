@@ -222,7 +222,7 @@ class Features(nn.Module):
 
     def __init__(self, cfg: GTPTConfig) -> None:
         super().__init__()
-        d, n = cfg.dim, cfg.num_patches
+        d = cfg.dim
         self.cfg = cfg
         self.human_token = nn.Parameter(torch.zeros(1, 1, d))
         self.keypoint_token = nn.Parameter(torch.zeros(1, 17, d))

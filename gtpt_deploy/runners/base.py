@@ -16,7 +16,7 @@ from types import TracebackType
 
 import numpy as np
 
-from ..errors import ArtifactError, GtptError, RunnerInputError, RunnerStateError
+from ..errors import ArtifactError, RunnerInputError, RunnerStateError
 from ..metadata import ModelMeta
 
 
