@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -80,10 +81,15 @@ class DatasetInfo:
 
     def flip_index(self) -> np.ndarray:
         """Permutation that swaps every left/right pair: flipped[:, i] = original[:, perm[i]]."""
-        perm = np.arange(self.num_keypoints)
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        return perm
+        return flip_permutation(self.flip_pairs, self.num_keypoints)
+
+
+def flip_permutation(flip_pairs: Iterable[Sequence[int]], num_keypoints: int) -> np.ndarray:
+    """int (K,) permutation swapping every (a, b) pair: flipped[:, i] = original[:, perm[i]]."""
+    perm = np.arange(num_keypoints)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 COCO = DatasetInfo("coco", COCO_NAMES, COCO_FLIP_PAIRS, tuple(s / 10 for s in COCO_SIGMAS), COCO_SKELETON)

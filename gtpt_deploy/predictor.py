@@ -21,7 +21,7 @@ import numpy as np
 from . import codec
 from .boxes import Boxes, BoxSource, WholeImageBoxes
 from .errors import GtptError, InputImageError
-from .keypoints import DatasetInfo, dataset_for
+from .keypoints import DatasetInfo, dataset_for, flip_permutation
 from .runners.base import Runner
 from .transforms import box_to_center_scale, crop_and_normalize
 
@@ -142,9 +142,8 @@ class Predictor:
         self.input_size = (int(meta.input_size[0]), int(meta.input_size[1]))
         self.split_ratio = float(meta.split_ratio)
         self.dataset: DatasetInfo = dataset_for(meta.num_keypoints)
-        self.flip_index = np.arange(meta.num_keypoints)
-        for a, b in meta.flip_pairs:  # the artifact's own pairs, not the dataset default
-            self.flip_index[a], self.flip_index[b] = b, a
+        # The artifact's own pairs, not the dataset default.
+        self.flip_index = flip_permutation(meta.flip_pairs, meta.num_keypoints)
         self.padded_crops = 0
 
     # ------------------------------------------------------------------ crops -> logits
