@@ -324,6 +324,7 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
     """
     import cv2
 
+    from .predictor import load_image  # the one image reader: grayscale / RGBA / 16-bit handled
     from .transforms import box_to_center_scale, crop_and_normalize
 
     source = Path(samples) if samples is not None else default_samples()
@@ -332,10 +333,7 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
         return np.zeros((0, 3, *input_size), np.float32), []
     crops, names = [], []
     for path, boxes in _person_boxes(source):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputImageError(f"cannot decode sample image {path}; pass a readable .jpg/.png")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = cv2.cvtColor(load_image(path), cv2.COLOR_BGR2RGB)  # InputImageError for a missing / bad file
         if boxes is None:
             h, w = rgb.shape[:2]
             boxes = np.array([[0, 0, w, h], [0, 0, w / 2, h], [w / 2, 0, w / 2, h]], dtype=np.float32)
