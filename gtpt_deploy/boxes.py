@@ -6,7 +6,6 @@ predictor does not care where boxes come from. Pure numpy (+ json); the detector
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,15 +51,6 @@ def image_id_from_name(path: Path) -> int | None:
     """COCO file names are the zero-padded image id (``000000000785.jpg`` -> 785); None for other names."""
     stem = Path(path).stem
     return int(stem) if stem.isdigit() else None
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AnnotationError(f"{what} {path} does not exist; check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{what} {path} is not valid JSON ({e}); pass the .json file itself") from None
 
 
 class GroundTruthBoxes:
@@ -118,7 +108,9 @@ class DetectionFileBoxes:
     """
 
     def __init__(self, path: str | Path, score_thr: float = 0.0, ann: "GroundTruthBoxes | None" = None) -> None:
-        data = _read_json(path, "detection file")
+        from .evaluate import read_json  # numpy-only
+
+        data = read_json(path, "detection file")
         if not isinstance(data, list):
             raise AnnotationError(f"detection file {path}: expected a COCO detection results list "
                                   f"[{{image_id, category_id, bbox, score}}, ...], got a JSON {type(data).__name__}")

@@ -93,7 +93,8 @@ class WholeBodyMetrics:
 
 # ----------------------------------------------------------------------------------------------- loading / checks
 
-def _read_json(path: str | Path, what: str) -> Any:
+def read_json(path: str | Path, what: str) -> Any:
+    """Load a JSON file; AnnotationError (one line) when it is missing or not valid JSON."""
     p = Path(path)
     try:
         with p.open("r", encoding="utf-8") as f:
@@ -125,7 +126,7 @@ def load_annotations(ann: AnnotationsLike) -> dict:
     fields of the layout; a missing ``iscrowd`` is read as 0 (as xtcocotools does). Raises AnnotationError.
     """
     where = str(ann) if isinstance(ann, (str, Path)) else "annotations"
-    gt = _read_json(ann, "COCO annotation") if isinstance(ann, (str, Path)) else copy.deepcopy(ann)
+    gt = read_json(ann, "COCO annotation") if isinstance(ann, (str, Path)) else copy.deepcopy(ann)
     if not isinstance(gt, dict):
         raise AnnotationError(f"{where}: expected a COCO annotation object with 'images', 'annotations' and "
                               f"'categories', got a JSON {type(gt).__name__}; is this a results file? "
@@ -164,7 +165,7 @@ def load_results(results: ResultsLike, gt: dict) -> list[dict]:
     (whole-body: keypoints 17x3, foot_kpts, face_kpts, lefthand_kpts, righthand_kpts). Raises AnnotationError.
     """
     where = str(results) if isinstance(results, (str, Path)) else "results"
-    res = _read_json(results, "COCO results") if isinstance(results, (str, Path)) else copy.deepcopy(results)
+    res = read_json(results, "COCO results") if isinstance(results, (str, Path)) else copy.deepcopy(results)
     if not isinstance(res, list):
         hint = " (this looks like an annotation file: pass ANN first, RESULTS second)" if isinstance(res, dict) else ""
         raise AnnotationError(f"{where}: expected a COCO results list of keypoint records, got a JSON "
