@@ -58,10 +58,11 @@ def main() -> None:
 
     import cv2
 
-    from gtpt_deploy.boxes import GroundTruthBoxes
-    from gtpt_deploy.draw import draw_poses
-    from gtpt_deploy.evaluate import to_coco_results
-    from gtpt_deploy.predictor import ImagePoses, Predictor, stack_poses
+    from gtpt_deploy.runtime.boxes import GroundTruthBoxes
+    from gtpt_deploy.runtime.draw import draw_poses
+    from gtpt_deploy.coco import to_coco_results
+    from gtpt_deploy.runtime.predictor import ImagePoses, Predictor
+    from gtpt_deploy.runtime.run import stack_poses
     from gtpt_deploy.runners import create_runner
 
     ann = DATA / "person_keypoints_val2017_subset.json"

@@ -47,8 +47,8 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ``say`` receives a line per stage (the CLI passes ``click.echo``).
     """
     from .export import export_onnx
-    from .predictor import run_images
-    from .validate import validate
+    from .runtime.run import run_images
+    from .eval.validate import validate
 
     out = Path(out_dir)
     assets_dir = Path(assets) if assets is not None else ASSETS

@@ -1,18 +1,27 @@
 """What an artifact says about itself: the model metadata written into ONNX ``metadata_props`` and engine sidecars.
 
 Runners configure pre/post-processing from this alone, so nobody has to remember which variant, normalization or
-split ratio a file was made with. No torch import: ONNX-Runtime-only installs read it too.
+split ratio a file was made with. This module is the one read/write path for it:
+
+* ONNX: :func:`read_onnx_meta` / :func:`write_onnx_meta` (``gtpt.<field>`` entries of ``metadata_props``);
+* JSON (engine sidecars, reports): :meth:`ModelMeta.to_dict` / :meth:`ModelMeta.from_dict`.
+
+No torch import (and onnx only inside the ONNX functions): ONNX-Runtime-only installs read it too.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import ArtifactError
 from .keypoints import dataset_for
-from .transforms import MEAN_RGB, STD_RGB
+from .runtime.transforms import MEAN_RGB, STD_RGB
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx
 
 PREFIX = "gtpt."
 SCHEMA_VERSION = 1
@@ -51,6 +60,19 @@ class ModelMeta:
             source_sha256=source_sha256, versions=dict(versions or {}),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """-> a JSON-ready dict (lists for tuples), with ``schema_version``; inverse of :meth:`from_dict`."""
+        return {**json.loads(json.dumps(asdict(self))), "schema_version": SCHEMA_VERSION}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "model") -> "ModelMeta":
+        """From :meth:`to_dict`'s form (e.g. an engine sidecar's ``"model"``); ArtifactError when incomplete."""
+        if not isinstance(data, Mapping) or "variant" not in data:
+            raise ArtifactError(f"{source}: expected gtpt-deploy model metadata (with 'variant'), got "
+                                f"{type(data).__name__ if not isinstance(data, Mapping) else sorted(data)[:5]}; "
+                                f"rebuild the artifact with gtpt-deploy")
+        return cls._from_values({k: v for k, v in data.items() if k in cls.__dataclass_fields__}, source)
+
     def to_props(self) -> dict[str, str]:
         """-> ONNX metadata_props: one ``gtpt.<field>`` entry per field, values JSON-encoded strings."""
         props = {f"{PREFIX}{k}": json.dumps(v) for k, v in asdict(self).items()}
@@ -62,15 +84,49 @@ class ModelMeta:
         """Inverse of :meth:`to_props`; ArtifactError when the file was not written by gtpt-deploy."""
         if f"{PREFIX}variant" not in props:
             raise ArtifactError(f"{source} has no gtpt-deploy metadata ('{PREFIX}variant' missing); "
-                                f"export it with 'gtpt-deploy export' or pass the variant explicitly")
+                                f"make the ONNX with 'gtpt-deploy export' from its checkpoint")
         raw = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
         try:
             values = {k: json.loads(raw[k]) for k in cls.__dataclass_fields__ if k in raw}
         except json.JSONDecodeError as e:
             raise ArtifactError(f"{source} has corrupt gtpt-deploy metadata ({e}); re-export it") from None
-        values["keypoint_names"] = tuple(values.get("keypoint_names", ()))
-        values["flip_pairs"] = tuple(tuple(p) for p in values.get("flip_pairs", ()))
-        values["input_size"] = tuple(values["input_size"])
-        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-        values["k_table"] = {k: tuple(v) for k, v in values.get("k_table", {}).items()}
-        return cls(**values)
+        return cls._from_values(values, source)
+
+    @classmethod
+    def _from_values(cls, values: dict[str, Any], source: str) -> "ModelMeta":
+        """Decoded JSON values -> ModelMeta, tuples restored; ArtifactError for a missing or mistyped field."""
+        v = dict(values)
+        try:
+            v["keypoint_names"] = tuple(v.get("keypoint_names", ()))
+            v["flip_pairs"] = tuple(tuple(p) for p in v.get("flip_pairs", ()))
+            v["input_size"] = tuple(v["input_size"])
+            v["mean"], v["std"] = tuple(v["mean"]), tuple(v["std"])
+            v["k_table"] = {k: tuple(t) for k, t in v.get("k_table", {}).items()}
+            return cls(**v)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{source}: gtpt-deploy metadata is incomplete or mistyped ({type(e).__name__}: {e}); "
+                                f"re-export the artifact") from None
+
+
+def read_onnx_meta(model: "onnx.ModelProto | str | Path | bytes", source: str | None = None) -> ModelMeta:
+    """The ``ModelMeta`` of an ONNX model given as a ModelProto, serialized bytes or a path."""
+    import onnx
+
+    if isinstance(model, (str, Path)):
+        source = source or str(model)
+        model = onnx.load(str(model), load_external_data=False)
+    elif isinstance(model, (bytes, bytearray)):
+        model = onnx.load_from_string(bytes(model))
+    return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, source=source or "ONNX model")
+
+
+def write_onnx_meta(model: "onnx.ModelProto", meta: ModelMeta) -> None:
+    """Write ``meta`` into ``model.metadata_props`` in place, replacing earlier ``gtpt.*`` values; onnxsim's per-pass
+    bookkeeping (``onnxsim.*``) is dropped, other tools' entries are kept."""
+    props = meta.to_props()
+    keep = [(p.key, p.value) for p in model.metadata_props
+            if not p.key.startswith(PREFIX) and not p.key.startswith("onnxsim.")]
+    del model.metadata_props[:]
+    for key, value in [*keep, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value

@@ -79,7 +79,7 @@ def export_test_onnx(checkpoint: Path, output: Path, batch: int | None = 1) -> P
         return Path(result.onnx_path)
     import onnx
 
-    from gtpt_deploy.metadata import ModelMeta
+    from gtpt_deploy.metadata import ModelMeta, write_onnx_meta
     from gtpt_deploy.models import create_model
 
     model = create_model(checkpoint=checkpoint)
@@ -88,8 +88,7 @@ def export_test_onnx(checkpoint: Path, output: Path, batch: int | None = 1) -> P
     torch.onnx.export(model, (x,), str(output), dynamo=False, opset_version=17, input_names=["images"],
                       output_names=["simcc_x", "simcc_y"], dynamic_axes=dyn)
     m = onnx.load(str(output))
-    for k, v in ModelMeta.for_config(model.cfg, batch).to_props().items():
-        m.metadata_props.add(key=k, value=v)
+    write_onnx_meta(m, ModelMeta.for_config(model.cfg, batch))
     onnx.save(m, str(output))
     return output
 
@@ -104,7 +103,7 @@ def write_fake_pose_onnx(path: Path, batch: int | None = None, num_keypoints: in
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from gtpt_deploy.metadata import ModelMeta
+    from gtpt_deploy.metadata import ModelMeta, write_onnx_meta
     from gtpt_deploy.models.gtpt import VARIANTS
 
     rng = np.random.default_rng(seed)
@@ -134,8 +133,7 @@ def write_fake_pose_onnx(path: Path, batch: int | None = None, num_keypoints: in
     model.ir_version = 8
     if meta:
         cfg = VARIANTS["gtpt_t_coco" if num_keypoints == 17 else "gtpt_t_wholebody"]
-        for key, value in ModelMeta.for_config(cfg, batch).to_props().items():
-            model.metadata_props.add(key=key, value=value)
+        write_onnx_meta(model, ModelMeta.for_config(cfg, batch))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gtpt_deploy.cli import main
-from gtpt_deploy.evaluate import Metrics
+from gtpt_deploy.eval.metrics import Metrics
 from gtpt_fixtures import COCO_VAL, DETECTOR, PEOPLE, write_fake_pose_onnx
 
 pytest.importorskip("pycocotools")
@@ -123,7 +123,7 @@ def test_validate_exits_nonzero_over_budget(fake, tmp_path, monkeypatch):
         ap = next(aps)
         return Metrics(ap, ap, ap, ap, ap, ap, ap, ap, ap, ap)
 
-    monkeypatch.setattr("gtpt_deploy.validate.evaluate", fake_evaluate)
+    monkeypatch.setattr("gtpt_deploy.eval.validate.evaluate", fake_evaluate)
     other = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None, seed=1)
     res = _invoke(["validate", fake, fake, other, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
                    "--max-ap-drop", "0.1", "--no-flip", "--json"])

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gtpt_deploy import codec
+from gtpt_deploy.runtime import codec
 from gtpt_deploy.errors import ArtifactError
 from gtpt_deploy.keypoints import COCO, dataset_for
-from gtpt_deploy.transforms import box_to_center_scale
+from gtpt_deploy.runtime.transforms import box_to_center_scale
 
 MODELS = [f"gtpt_{s}_{d}" for d in ("human", "wholebody") for s in ("t", "s", "b")]
 

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from gtpt_deploy.cli import main
 from gtpt_deploy.errors import AnnotationError
-from gtpt_deploy.evaluate import Metrics, WholeBodyMetrics, evaluate, oks_nms, rescore, to_coco_results
+from gtpt_deploy.coco import oks_nms, rescore, to_coco_results
+from gtpt_deploy.eval.metrics import Metrics, WholeBodyMetrics, evaluate
 from gtpt_deploy.keypoints import COCO, WHOLEBODY
 
 pytest.importorskip("pycocotools")
@@ -117,7 +118,7 @@ def test_oks_nms_suppresses_near_duplicates_only():
 
 def test_oks_nms_formula():
     # one joint, sigma 0.1: OKS = exp(-d^2 / (0.2^2) / ((a1 + a2)/2) / 2)
-    from gtpt_deploy.evaluate import oks_iou
+    from gtpt_deploy.coco import oks_iou
     d = 3.0
     oks = oks_iou(np.array([[0.0, 0.0]]), np.array([[[d, 0.0]]]), 100.0, np.array([300.0]), np.array([0.1]))
     assert oks[0] == pytest.approx(np.exp(-d * d / 0.04 / 200.0 / 2))

@@ -16,12 +16,12 @@ from onnx import TensorProto, helper
 
 from gtpt_deploy.artifacts import sha256_file
 from gtpt_deploy.cli import main
-from gtpt_deploy.errors import (ArtifactExistsError, CheckpointError, ExportError, InputImageError, OutputPathError,
+from gtpt_deploy.errors import (ArtifactError, ArtifactExistsError, CheckpointError, ExportError, InputImageError, OutputPathError,
                                  UnknownModelError)
-from gtpt_deploy.export import MAX_ABS_DIFF, export_onnx, expected_topk
-from gtpt_deploy.metadata import ModelMeta
+from gtpt_deploy.export.onnx import MAX_ABS_DIFF, export_onnx, expected_topk
+from gtpt_deploy.metadata import ModelMeta, read_onnx_meta
 from gtpt_deploy.models import VARIANTS, create_model, save_checkpoint
-from gtpt_deploy.onnx_tools import GraphFacts, graph_facts, ort_session, run_ort, simplify_model
+from gtpt_deploy.export.graph import GraphFacts, graph_facts, ort_session, run_ort, simplify_model
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_static_graph_is_inference_only_static_and_trt_friendly(static_b1):
 
 def test_static_metadata_describes_the_model(static_b1, seed0_t_checkpoint):
     m = onnx.load(str(static_b1.onnx_path))
-    meta = ModelMeta.from_props({p.key: p.value for p in m.metadata_props})
+    meta = read_onnx_meta(m)
     assert meta.variant == "gtpt_t_coco" and meta.num_keypoints == 17 and len(meta.keypoint_names) == 17
     assert (1, 2) in meta.flip_pairs and meta.input_size == (256, 192) and meta.color_order == "RGB"
     assert meta.mean == pytest.approx((0.485, 0.456, 0.406)) and meta.std == pytest.approx((0.229, 0.224, 0.225))
@@ -109,7 +109,7 @@ def test_dynamic_batch_wholebody(dynamic_wb, wholebody_checkpoint):
     assert list(facts.topk_k) == [179, 60, 86, 122, 8, 34, 70]
     assert sorted({c.batch for c in dynamic_wb.parity}) == [1, 3, 8]
     assert all(c.passed for c in dynamic_wb.parity)
-    assert ModelMeta.from_props({p.key: p.value for p in m.metadata_props}).batch is None
+    assert read_onnx_meta(m).batch is None
     # Another batch size than the three checked.
     import torch
 
@@ -197,14 +197,14 @@ def test_existing_output_needs_force(seed0_t_checkpoint, tmp_path, monkeypatch):
     with pytest.raises(ArtifactExistsError):
         export_onnx(seed0_t_checkpoint, output=out)
     # With force the existing file no longer blocks the export (the export itself is stubbed here).
-    import gtpt_deploy.export as ex
+    import gtpt_deploy.export.onnx as ex
 
     monkeypatch.setattr(ex, "_export", lambda *a, **k: "exported")
     assert export_onnx(seed0_t_checkpoint, output=out, force=True) == "exported"
 
 
 def test_parity_failure_leaves_nothing(seed0_t_checkpoint, samples, tmp_path, monkeypatch):
-    import gtpt_deploy.export as ex
+    import gtpt_deploy.export.onnx as ex
 
     monkeypatch.setattr(ex, "MAX_ABS_DIFF", 0.0)           # any round-off now fails the check
     out = tmp_path / "new" / "deeper" / "a.onnx"
@@ -253,3 +253,26 @@ def test_graph_problems_are_named():
         assert part in text
     assert facts.problems(18, [179, -1], require_static=False) == [
         "forbidden op(s) ScatterND", "a constant of magnitude 3.4e+38 (> 65504, the float16 range)"]
+
+
+def test_metadata_round_trips_through_onnx_and_json(tmp_path):
+    """One path: ModelMeta -> ONNX metadata_props -> ModelMeta -> JSON -> ModelMeta is the identity."""
+    import json
+
+    import onnx
+
+    from gtpt_deploy.metadata import write_onnx_meta
+
+    meta = ModelMeta.for_config(VARIANTS["gtpt_t_wholebody"], batch=None, source_sha256="ab" * 32,
+                                versions={"onnx": onnx.__version__})
+    model = onnx.ModelProto()
+    model.metadata_props.add(key="other.tool", value="kept")
+    write_onnx_meta(model, meta)
+    back = read_onnx_meta(model.SerializeToString())
+    assert back == meta and back.k_table["group"] == (8, 34, 70)
+    assert ModelMeta.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta
+    assert {p.key for p in model.metadata_props} >= {"other.tool", "gtpt.variant"}
+    with pytest.raises(ArtifactError, match="variant"):
+        ModelMeta.from_dict({"batch": 1}, source="x.json")
+    with pytest.raises(ArtifactError, match="incomplete or mistyped"):
+        ModelMeta.from_dict({**meta.to_dict(), "input_size": None}, source="x.json")

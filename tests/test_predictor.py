@@ -10,16 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from gtpt_deploy import codec
-from gtpt_deploy.boxes import (Boxes, CachedBoxes, DetectionFileBoxes, GroundTruthBoxes, WholeImageBoxes,
+from gtpt_deploy.runtime import codec
+from gtpt_deploy.runtime.boxes import (Boxes, CachedBoxes, DetectionFileBoxes, GroundTruthBoxes, WholeImageBoxes,
                                box_source, image_id_from_name)
-from gtpt_deploy.compare import compare_keypoints, compare_logits
-from gtpt_deploy.draw import draw_poses
+from gtpt_deploy.eval.compare import compare_keypoints, compare_logits
+from gtpt_deploy.runtime.draw import draw_poses
 from gtpt_deploy.errors import AnnotationError, GtptError, InputImageError
 from gtpt_deploy.keypoints import COCO
-from gtpt_deploy.predictor import ImageFailure, ImagePoses, Predictor, expand_inputs, load_image
+from gtpt_deploy.runtime.images import expand_inputs, load_image
+from gtpt_deploy.runtime.predictor import ImageFailure, ImagePoses, Predictor
 from gtpt_deploy.runners import create_runner
-from gtpt_deploy.transforms import crop_and_normalize
+from gtpt_deploy.runtime.transforms import crop_and_normalize
 from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, DETECTOR, FIXTURES, PEOPLE, write_fake_pose_onnx
 
 MMPOSE_ANN = COCO_VAL / "originals" / "mmpose_tests_data_coco_test_coco.json"

@@ -153,11 +153,12 @@ def test_onnx_only_modules_import_and_run_without_torch(fake_dyn, tmp_path):
                     raise ImportError("torch is hidden in this test")
         sys.meta_path.insert(0, Block())
         import numpy as np
-        for m in ("transforms", "codec", "evaluate", "runners", "runners.base", "runners.ort", "runners.trt",
-                  "predictor", "boxes", "detect", "compare", "draw", "validate", "cli"):
+        for m in ("runtime.transforms", "runtime.codec", "coco", "eval.metrics", "runners", "runners.base",
+                  "runners.ort", "runners.trt", "runtime.predictor", "runtime.run", "runtime.images", "runtime.boxes", "runtime.detect", "eval.compare",
+                  "runtime.draw", "eval.validate", "cli"):
             importlib.import_module("gtpt_deploy." + m)
         from gtpt_deploy import create_runner
-        from gtpt_deploy.predictor import Predictor
+        from gtpt_deploy.runtime.predictor import Predictor
         with create_runner({str(fake_dyn)!r}) as r:
             x, y = r.infer(np.zeros((2, 3, 256, 192), np.float32))
             assert x.shape == (2, 17, 384)

@@ -8,7 +8,7 @@ import pytest
 
 from gtpt_deploy.export import export_onnx
 from gtpt_deploy.models import read_checkpoint
-from gtpt_deploy.validate import validate
+from gtpt_deploy.eval.validate import validate
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

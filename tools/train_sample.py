@@ -36,11 +36,12 @@ import cv2
 import numpy as np
 import torch
 
-from gtpt_deploy.codec import decode_to_image
-from gtpt_deploy.evaluate import evaluate, to_coco_results
+from gtpt_deploy.runtime.codec import decode_to_image
+from gtpt_deploy.coco import to_coco_results
+from gtpt_deploy.eval.metrics import evaluate
 from gtpt_deploy.keypoints import WHOLEBODY_PARTS, dataset_for
 from gtpt_deploy.models import create_model, save_checkpoint
-from gtpt_deploy.transforms import affine_matrix, box_to_center_scale, crop, normalize, sanitize_gt_box
+from gtpt_deploy.runtime.transforms import affine_matrix, box_to_center_scale, crop, normalize, sanitize_gt_box
 
 log = logging.getLogger("train_sample")
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import GtptError
 from ..metadata import ModelMeta
+from ..threads import apply_thread_policy
 from .base import Runner
 
 DEVICES = ("cpu", "cuda")
@@ -36,6 +37,7 @@ class TorchRunner(Runner):
         self._model = None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
+        apply_thread_policy()  # before torch starts OpenMP (see threads.py)
         import torch
 
         from ..models import create_model

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .boxes import Boxes, image_id_from_name
-from .errors import ArtifactError
+from ..errors import ArtifactError
 
 MEAN_BGR = np.array([103.53, 116.28, 123.675], dtype=np.float32)
 STD_BGR = np.array([57.375, 57.12, 58.395], dtype=np.float32)
@@ -56,7 +56,7 @@ class PersonDetector:
 
     def __init__(self, path: str | Path, score_thr: float = 0.3, label: int = 0,
                  input_size: tuple[int, int] = (320, 320), device: str = "cpu", threads: int | None = None) -> None:
-        from .runners.ort import make_session
+        from ..runners.ort import make_session
 
         self.path = Path(path)
         self.score_thr = float(score_thr)

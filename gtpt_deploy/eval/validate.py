@@ -15,11 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .boxes import CachedBoxes, GroundTruthBoxes, box_source
+from ..runtime.boxes import CachedBoxes, GroundTruthBoxes, box_source
 from .compare import compare_keypoints
-from .errors import GtptError, InputImageError
-from .evaluate import evaluate, load_annotations, to_coco_results
-from .predictor import ImageFailure, ImagePoses, Predictor, stack_poses
+from ..errors import GtptError, InputImageError
+from ..coco import load_annotations, to_coco_results
+from .metrics import evaluate
+from ..runtime.predictor import ImageFailure, ImagePoses, Predictor
+from ..runtime.run import stack_poses
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, i
                  progress: bool) -> tuple[list[ImagePoses], str, int, float]:
     from tqdm import tqdm
 
-    from .runners import create_runner
+    from ..runners import create_runner
 
     out: list[ImagePoses] = []
     with create_runner(artifact, device=device, threads=threads) as runner:

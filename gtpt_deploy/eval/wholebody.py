@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError
-from .keypoints import WHOLEBODY_PARTS, WHOLEBODY_SIGMAS
+from ..errors import MissingDependencyError
+from ..keypoints import WHOLEBODY_PARTS, WHOLEBODY_SIGMAS
 
 # part name -> (flat index range in the 133 points, results/annotation fields, score key)
 _ALL_FIELDS = tuple(field for _, _, field in WHOLEBODY_PARTS.values())

@@ -9,7 +9,6 @@ No torch import.
 from __future__ import annotations
 
 import logging
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,56 +19,15 @@ import numpy as np
 
 from . import codec
 from .boxes import Boxes, BoxSource, WholeImageBoxes
-from .errors import GtptError, InputImageError
-from .keypoints import DatasetInfo, dataset_for, flip_permutation
-from .runners.base import Runner
+from ..errors import GtptError, InputImageError
+from ..keypoints import DatasetInfo, dataset_for, flip_permutation
+from ..runners.base import Runner
+from .images import load_image
 from .transforms import box_to_center_scale, crop_and_normalize
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 DEFAULT_BATCH = 8
-_WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # annotated images keep these formats
-# The official reader: always 3-channel 8-bit BGR (grayscale is replicated, alpha dropped, 16-bit scaled by 1/256),
-# EXIF orientation ignored (COCO annotations are in stored-pixel coordinates).
-IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file -> uint8 (H, W, 3) BGR, as ``cv2.imread(IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION)``.
-
-    Grayscale, RGBA and 16-bit files are converted; raises InputImageError for a missing or undecodable file.
-    """
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode: also works for non-ASCII paths
-    except FileNotFoundError:
-        raise InputImageError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, OSError) as e:
-        raise InputImageError(f"{path}: cannot read it ({e.strerror or type(e).__name__})") from None
-    image = cv2.imdecode(data, IMREAD_FLAGS) if data.size else None
-    if image is None:
-        raise InputImageError(f"{path}: not a decodable image ({data.size} bytes); expected JPEG, PNG, BMP, TIFF "
-                              f"or WebP")
-    if image.ndim == 2:  # defensive: codecs that ignore IMREAD_COLOR
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.dtype != np.uint8:
-        image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else cv2.convertScaleAbs(image)
-    return image[..., :3] if image.shape[2] > 3 else image
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files and folders -> image paths. Folders: their image files (by suffix), sorted, not recursive.
-
-    Paths that do not exist are kept (they fail, and are reported, when loaded).
-    """
-    out: list[Path] = []
-    for p in map(Path, inputs):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
 
 
 @dataclass
@@ -252,128 +210,3 @@ class Predictor:
     def _emit_ready(pending: deque[_Pending]) -> Iterator[Prediction]:
         while pending and pending[0].owed == 0:
             yield pending.popleft().result
-
-
-# ---------------------------------------------------------------------------------------------- the run stage
-
-@dataclass
-class RunSummary:
-    """What ``run_images`` did. ``failures`` lists the inputs that were skipped and why."""
-
-    artifact: str
-    runner: str
-    images: int
-    persons: int
-    failures: list[ImageFailure]
-    results_path: Path
-    drawn: int
-    seconds: float                        # wall time of the whole loop (load, boxes, crops, model, decode, draw)
-    model_seconds: float                  # time inside runner.infer
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def format_lines(self, out_dir: str | Path) -> list[str]:
-        """The end-of-run summary for the terminal."""
-        done = self.images - len(self.failures)
-        return [f"{self.images} image(s): {done} processed, {len(self.failures)} failed; {self.persons} person(s); "
-                f"{self.seconds:.2f} s (model {self.model_seconds:.2f} s) [{self.runner}]",
-                f"results: {self.results_path}" + (f"; {self.drawn} annotated image(s) in {out_dir}" if self.drawn else "")]
-
-
-def assign_image_ids(paths: list[Path]) -> dict[Path, int]:
-    """COCO ids from the file names when every name is a distinct number, else 1-based positions."""
-    from .boxes import image_id_from_name
-
-    ids = [image_id_from_name(p) for p in paths]
-    if None in ids or len(set(ids)) != len(ids):
-        return {p: i for i, p in enumerate(paths, 1)}
-    return dict(zip(paths, ids))  # type: ignore[arg-type]
-
-
-def _output_names(paths: list[Path]) -> list[str]:
-    """Annotated-image file names: the input's name, made unique (``a.jpg``, ``a_2.jpg``) across folders."""
-    seen: set[str] = set()
-    out = []
-    for p in paths:
-        suffix = p.suffix if p.suffix.lower() in _WRITABLE else ".png"
-        name, i = p.stem + suffix, 1
-        while name.lower() in seen:
-            i += 1
-            name = f"{p.stem}_{i}{suffix}"
-        seen.add(name.lower())
-        out.append(name)
-    return out
-
-
-def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
-               boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
-               batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
-               kpt_thr: float | None = None, draw: bool = True, force: bool = False, progress: bool = False,
-               threads: int | None = None) -> RunSummary:
-    """Pose on images/folders -> ``out_dir/results.json`` (COCO keypoint results, rescored + OKS NMS) and, with
-    ``draw``, annotated copies of the images. Undecodable / missing images are skipped and listed in the summary.
-    ``threads``: CPU threads of the pose backend (None: its default).
-    """
-    import time
-
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from .artifacts import check_writable, write_json
-    from .boxes import box_source
-    from .draw import DEFAULT_KPT_THR, draw_poses
-    from .evaluate import to_coco_results
-    from .runners import create_runner
-
-    paths = expand_inputs(inputs)
-    if not paths:
-        raise InputImageError(f"no images found in {', '.join(map(str, inputs)) or 'the inputs'}; pass image files "
-                              f"or folders holding .jpg / .png files")
-    out_dir = Path(out_dir)
-    results_path = out_dir / "results.json"
-    names = _output_names(paths)
-    for target in [results_path] + ([out_dir / n for n in names] if draw else []):
-        check_writable(target, force)
-    source = box_source(boxes=boxes, detector=detector, score_thr=box_thr, device=device)
-    ids = assign_image_ids(paths)
-    poses: list[ImagePoses] = []
-    failures: list[ImageFailure] = []
-    drawn = 0
-    t0 = time.perf_counter()
-    with create_runner(artifact, device=device, threads=threads) as runner, logging_redirect_tqdm():
-        predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw)
-        bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc="pose")
-        for result, name in zip(predictor.predict(paths, source, ids), names):
-            bar.update(1)
-            if isinstance(result, ImageFailure):
-                log.warning("skipped %s", result.error)
-                failures.append(result)
-                continue
-            if draw and result.image is not None:
-                canvas = draw_poses(result.image, result.keypoints, predictor.dataset, result.boxes,
-                                    DEFAULT_KPT_THR if kpt_thr is None else kpt_thr)
-                drawn += bool(cv2.imwrite(str(out_dir / name), canvas))
-                result.image = None
-            poses.append(result)
-        bar.close()
-        model_seconds = float(sum(runner.times))
-        description = runner.description
-        k = runner.meta.num_keypoints
-    seconds = time.perf_counter() - t0
-    records = to_coco_results(*stack_poses(poses, k))
-    write_json(results_path, records)
-    return RunSummary(str(artifact), description, len(paths), sum(len(p.keypoints) for p in poses), failures,
-                      results_path, drawn, seconds, model_seconds)
-
-
-def stack_poses(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, ...]:
-    """Per-image results -> (image_ids (N,), keypoints (N, K, 3), box_scores (N,), centers (N, 2), scales (N, 2))
-    over all instances, in image order (the arguments of ``evaluate.to_coco_results``)."""
-    def cat(arrays: list[np.ndarray], shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        return np.concatenate(arrays).reshape(shape) if arrays else np.zeros((0, *shape[1:]), dtype)
-
-    return (cat([np.full(len(p.keypoints), p.image_id, np.int64) for p in poses], (-1,), np.int64),
-            cat([p.keypoints for p in poses], (-1, k, 3)), cat([p.box_scores for p in poses], (-1,)),
-            cat([p.centers for p in poses], (-1, 2)), cat([p.scales for p in poses], (-1, 2)))

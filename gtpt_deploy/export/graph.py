@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .errors import ExportError
+from ..errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -232,13 +232,3 @@ def simplify_model(model: onnx.ModelProto, probe: np.ndarray,
         log.warning("simplify: %s", note)
     log.warning("simplify: keeping the unsimplified graph")
     return model, SimplifyReport("none", before, before, notes)
-
-
-def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
-    """Write ``props`` into ``metadata_props``, replacing earlier values; onnxsim's per-pass bookkeeping
-    (``onnxsim.*``: removed-node lists of the last pass) is dropped, other tools' entries are kept."""
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in props and not p.key.startswith("onnxsim.")]
-    del model.metadata_props[:]
-    for key, value in [*keep, *props.items()]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import GtptError
+from ..errors import GtptError
 
 
 @dataclass(frozen=True)

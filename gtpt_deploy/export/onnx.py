@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
-from .errors import ExportError, InputImageError
-from .metadata import ModelMeta
+from .. import __version__
+from ..artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
+from ..errors import ExportError, InputImageError
+from ..metadata import ModelMeta, write_onnx_meta
+from ..threads import apply_thread_policy
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
     """
     t_start = time.perf_counter()
+    apply_thread_policy()                       # before torch starts OpenMP (see threads.py)
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"unsupported opset {opset}: expected {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
                           f"(17 is accepted by TensorRT 10 and 11); pass --opset {DEFAULT_OPSET}")
@@ -138,7 +140,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
         raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
     static_batch = None if dynamic_batch else (batch or 1)
 
-    from .models import create_model, get_config
+    from ..models import create_model, get_config
 
     if model is not None:
         get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
@@ -173,7 +175,7 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
             samples: str | os.PathLike[str] | None, t_start: float) -> ExportResult:
     import onnx
 
-    from .onnx_tools import graph_facts, infer_shapes, set_metadata, simplify_model
+    from .graph import graph_facts, infer_shapes, simplify_model
 
     cfg = net.cfg
     seconds: dict[str, float] = {}
@@ -187,7 +189,7 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
     if simplify:
         graph, simp = simplify_model(raw, _batches(rand, batch or 1)[0])
     else:
-        from .onnx_tools import SimplifyReport
+        from .graph import SimplifyReport
 
         graph, simp = raw, SimplifyReport("none", len(raw.graph.node), len(raw.graph.node), ["--no-simplify"])
     seconds["simplify"] = time.perf_counter() - t
@@ -204,7 +206,7 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
     meta = ModelMeta.for_config(cfg, batch, source_sha256=sha256_file(checkpoint), versions=_versions())
     meta = replace(meta, extra={"opset": opset, "exporter": EXPORTER,
                                 "simplifier": simp.simplifier, "inputs": ["images"], "outputs": ["simcc_x", "simcc_y"]})
-    set_metadata(graph, meta.to_props())
+    write_onnx_meta(graph, meta)
     graph.doc_string = f"GTPT {cfg.name} exported by gtpt-deploy {__version__}"
     try:
         onnx.checker.check_model(graph, full_check=True)
@@ -272,7 +274,7 @@ def _torch_export(net: Any, batch: int | None, opset: int) -> Any:
 
 # ----------------------------------------------------------------------------------------------- parity inputs
 # Bundled with the repository (demo/, see NOTICE): COCO val images with their GT person boxes.
-DEMO_ANNOTATIONS = Path(__file__).resolve().parents[1] / "demo" / "person_keypoints_demo.json"
+DEMO_ANNOTATIONS = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 MAX_REAL_CROPS = 12
 
 
@@ -282,7 +284,7 @@ def default_samples() -> Path | None:
         return Path(os.environ["GTPT_SAMPLES"])
     if DEMO_ANNOTATIONS.is_file():
         return DEMO_ANNOTATIONS
-    shared = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    shared = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[3] / "shared"))
     photos = shared / "data" / "people_photos_pypi"
     return photos if photos.is_dir() else None
 
@@ -290,7 +292,7 @@ def default_samples() -> Path | None:
 def _person_boxes(samples: Path) -> list[tuple[Path, np.ndarray | None]]:
     """(image, GT boxes xywh (n,4) or None = whole frame and halves) for a COCO JSON, a folder or one image."""
     if samples.suffix.lower() == ".json":
-        from .transforms import sanitize_gt_box
+        from ..runtime.transforms import sanitize_gt_box
 
         try:
             coco = json.loads(samples.read_text())
@@ -324,8 +326,8 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
     """
     import cv2
 
-    from .predictor import load_image  # the one image reader: grayscale / RGBA / 16-bit handled
-    from .transforms import box_to_center_scale, crop_and_normalize
+    from ..runtime.images import load_image  # the one image reader: grayscale / RGBA / 16-bit handled
+    from ..runtime.transforms import box_to_center_scale, crop_and_normalize
 
     source = Path(samples) if samples is not None else default_samples()
     if source is None:
@@ -356,7 +358,7 @@ def check_parity(net: Any, onnx_model: bytes, real: np.ndarray, rand: np.ndarray
     of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic). Agreement counts (sample, keypoint, axis)."""
     import torch
 
-    from .onnx_tools import ort_session, run_ort
+    from .graph import ort_session, run_ort
 
     sess = ort_session(onnx_model)
     cases = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
 from .transforms import affine_matrix
 
 SPLIT_RATIO = 2.0

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import AnnotationError, GtptError, InputImageError
+from ..errors import AnnotationError, GtptError, InputImageError
 from .transforms import sanitize_gt_box
 
 PERSON_CATEGORY = 1
@@ -60,7 +60,7 @@ class GroundTruthBoxes:
     """
 
     def __init__(self, ann: str | Path | dict) -> None:
-        from .evaluate import load_annotations  # numpy-only; validates the file
+        from ..coco import load_annotations  # numpy-only; validates the file
 
         gt = load_annotations(ann)
         self.source = str(ann) if not isinstance(ann, dict) else "annotations"
@@ -108,7 +108,7 @@ class DetectionFileBoxes:
     """
 
     def __init__(self, path: str | Path, score_thr: float = 0.0, ann: "GroundTruthBoxes | None" = None) -> None:
-        from .evaluate import read_json  # numpy-only
+        from ..coco import read_json  # numpy-only
 
         data = read_json(path, "detection file")
         if not isinstance(data, list):

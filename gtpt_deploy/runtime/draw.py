@@ -7,7 +7,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from .keypoints import DatasetInfo
+from ..keypoints import DatasetInfo
 
 # GTPT's confidence is min(max prob x, max prob y) of SimCC distributions trained against Gaussian targets of
 # sigma 4 bins, whose peak is 1/(4*sqrt(2*pi)) ~= 0.1: well-localized keypoints score ~0.05-0.1, never near 1.

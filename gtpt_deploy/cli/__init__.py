@@ -1,0 +1,10 @@
+"""The ``gtpt-deploy`` command line (click). ``main`` is the console-script entry point.
+
+``main.py`` holds the group and the shared helpers; each stage's commands live in a module of their own and
+register themselves on ``main`` when imported here. Each command parses options and calls one library function.
+"""
+
+from . import evaluate, export, info, run  # noqa: F401  (registers the commands)
+from .main import main
+
+__all__ = ["main"]

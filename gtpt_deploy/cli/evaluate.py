@@ -1,0 +1,83 @@
+"""``gtpt-deploy evaluate`` and ``validate``: COCO AP of results files and of artifacts on identical crops."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .main import echo_json, main
+
+
+@main.command("evaluate")
+@click.argument("ann", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
+    """COCO keypoint AP of a RESULTS file against an ANN annotation file (COCO or COCO-WholeBody).
+
+    \b
+    COCO: pycocotools COCOeval 'keypoints' -> {"AP","AP50","AP75","APm","APl","AR"}.
+    COCO-WholeBody (annotations with foot_kpts): xtcocotools per-part semantics ->
+    {"body","foot","face","lefthand","righthand","wholebody"}, each with the same keys.
+    The results are scored as they are (rescoring and OKS NMS belong to the run that wrote them).
+    Examples:
+      gtpt-deploy evaluate person_keypoints_val2017.json results.json
+      gtpt-deploy evaluate coco_wholebody_val_v1.0.json results.json --json | jq .wholebody.AP
+    """
+    from ..eval.metrics import evaluate
+
+    metrics = evaluate(ann, results)
+    if as_json:
+        echo_json(metrics.to_dict())
+    else:
+        click.echo(metrics.format_table())
+
+
+@main.command("validate")
+@click.argument("baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("candidates", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ann", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="COCO / COCO-WholeBody keypoint annotation file.")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with the annotation file's images.")
+@click.option("--boxes", default=None, metavar="gt|DETS.json",
+              help="Ground-truth boxes (default) or a COCO detection results JSON.")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Person detector ONNX instead of --boxes (run once; every artifact gets the same boxes).")
+@click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
+              help="Minimum person box score.")
+@click.option("--max-ap-drop", type=float, default=0.5, show_default=True,
+              help="Largest allowed AP drop of a candidate, in AP points (0-100 scale).")
+@click.option("--no-flip", is_flag=True, help="Skip the flip test.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
+def validate_cmd(baseline: Path, candidates: tuple[Path, ...], ann: Path, images: Path, boxes: str | None,
+                 detector: Path | None, box_thr: float | None, max_ap_drop: float, no_flip: bool, batch: int | None,
+                 device: str, as_json: bool, threads: int | None) -> None:
+    """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
+
+    \b
+    One row per artifact: AP, AP50, AP75, AR (points), dAP vs the baseline, argmax agreement (fraction of
+    keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
+    Exit code 1 when a candidate's AP drop exceeds --max-ap-drop.
+    Examples:
+      gtpt-deploy validate models/gtpt_t_coco.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val2017/
+      gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_fp16.onnx --ann val.json --images val2017/ \\
+          --boxes COCO_val2017_detections_AP_H_56_person.json --max-ap-drop 0.1 --json
+    """
+    from ..eval.validate import validate
+
+    report = validate(baseline, candidates, ann, images, boxes=boxes, detector=detector, flip=not no_flip,
+                      batch=batch, device=device, box_thr=box_thr, max_ap_drop=max_ap_drop, threads=threads,
+                      progress=True)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(report.format_table())
+    if not report.passed:
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Stage: TensorRT engines (the only builder code that imports tensorrt)."""

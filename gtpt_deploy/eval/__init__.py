@@ -1,0 +1,1 @@
+"""Stage: evaluation. COCO AP (``metrics``, ``wholebody``), runner agreement (``compare``) and ``validate``."""
