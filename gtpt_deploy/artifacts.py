@@ -8,12 +8,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import ArtifactExistsError, OutputPathError
+
+log = logging.getLogger(__name__)
 
 MODELS_DIR = Path("models")
 EXPORT_DIR = Path("export")
@@ -48,8 +52,33 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _file_key(path: Path) -> tuple[int, int] | Path:
+    """(device, inode) of an existing file (catches hard links and symlinks), else its absolute, resolved path."""
+    try:
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+def check_outputs(targets: Iterable[Path], force: bool, inputs: Iterable[Path] = ()) -> None:
+    """Check every output before any work starts: an output that *is* one of ``inputs`` is refused, with or without
+    ``force`` (a user's photos are never overwritten); then :func:`check_writable` for each."""
+    protected = {_file_key(Path(p)) for p in inputs}
+    for target in targets:
+        if protected and _file_key(target) in protected:
+            raise OutputPathError(f"output {target} is one of the input files and would be overwritten; choose an "
+                                  f"output folder that does not hold the inputs (e.g. --out runs/)")
+        check_writable(target, force)
+
+
 def check_writable(path: Path, force: bool) -> None:
-    """Refuse an existing output without ``force`` and an output folder that cannot be created or written."""
+    """Refuse an existing output without ``force`` and an output folder that cannot be created or written.
+
+    Also removes stale temporaries of crashed earlier runs from the folder (:func:`clean_stale_temps`).
+    """
+    if path.is_dir():
+        raise OutputPathError(f"output {path} is a folder; pass a file name")
     if path.exists() and not force:
         raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another --output")
     try:
@@ -58,29 +87,176 @@ def check_writable(path: Path, force: bool) -> None:
         raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable --output") from None
     if not os.access(path.parent, os.W_OK):
         raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable --output")
+    clean_stale_temps(path.parent)
+
+
+# ------------------------------------------------------------------------------------- temporaries and commits
+# A temporary is ``.<final name>.<owner pid>.<random>.tmp`` in the destination folder: the rename onto the final
+# name is then atomic (same file system), and a temporary left by a killed process is recognisable and can be
+# removed by the next start once its owner is gone.
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                      # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Remove temporaries (``.<name>.<pid>.<random>.tmp``) in ``folder`` whose owner process is gone -> removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if m and entry.is_file(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            log.info("removed %s, left by an interrupted earlier run", entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _write_error(path: Path, e: OSError) -> OutputPathError:
+    return OutputPathError(f"cannot write {path}: {e.strerror or e}; free some space or choose another output "
+                           f"location (nothing was kept)")
+
+
+def _write(tmp: Path, data: bytes) -> None:
+    """The one place artifact bytes reach the disk (a seam: tests replace it to simulate a full disk)."""
+    with open(tmp, "wb") as f:
+        f.write(data)
+
+
+class ArtifactSet:
+    """Output files that appear together or not at all (a model and its report; annotated images and results.json).
+
+    Each file is written to a temporary in its destination folder; :meth:`commit` then moves them onto their names
+    in the order they were added (add the file that marks the set complete - the model, results.json - last).
+    Without ``force`` the move is a hard link, which fails atomically when the name exists (two concurrent writers
+    cannot both succeed; the loser's files are removed). As a context manager it commits on success and removes its
+    temporaries on any exception (Ctrl-C included).
+    """
+
+    def __init__(self, force: bool = False) -> None:
+        self.force = force
+        self._files: list[tuple[Path, Path]] = []          # (temporary, final path)
+        self._cleaned: set[Path] = set()
+
+    def __enter__(self) -> "ArtifactSet":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def temp(self, path: Path) -> Path:
+        """A new temporary for ``path`` (its folder must exist); OutputPathError when it cannot be created."""
+        path = Path(path)
+        if path.parent not in self._cleaned:
+            clean_stale_temps(path.parent)
+            self._cleaned.add(path.parent)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        except OSError as e:
+            raise OutputPathError(f"cannot create a file in {path.parent}: {e.strerror}; choose a writable "
+                                  f"output location") from None
+        os.close(fd)
+        tmp = Path(name)
+        self._files.append((tmp, path))
+        # mkstemp creates 0600; give the artifact the permissions any other new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        return tmp
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        """Write ``data`` for ``path`` (to its temporary); OutputPathError on a full disk or any write error."""
+        tmp = self.temp(path)
+        try:
+            _write(tmp, data)
+        except OSError as e:
+            raise _write_error(path, e) from None
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """JSON for ``path`` (indented). NaN / Infinity are refused: they are not JSON and no reader accepts them."""
+        self.write_bytes(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
+
+    def commit(self) -> None:
+        """Move every temporary onto its final name, in order; ArtifactExistsError (nothing kept) on a lost race."""
+        done: list[Path] = []
+        try:
+            for tmp, path in self._files:
+                if self.force:
+                    os.replace(tmp, path)
+                else:
+                    _link_new(tmp, path)
+                done.append(path)
+        except BaseException as e:
+            if not self.force:               # the names this set created are ours to take back
+                for path in done:
+                    path.unlink(missing_ok=True)
+            self.discard()
+            if isinstance(e, FileExistsError):
+                raise ArtifactExistsError(f"output {e.filename} was created by someone else while this ran; nothing "
+                                          f"was kept - pass --force to overwrite it or choose another output") from None
+            if isinstance(e, OSError):
+                raise _write_error(Path(e.filename or self._files[0][1]), e) from None
+            raise
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the temporaries (the committed files are not touched)."""
+        for tmp, _ in self._files:
+            tmp.unlink(missing_ok=True)
+        self._files = []
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp``'s content the name ``path`` only if ``path`` does not exist (atomically); FileExistsError if it
+    does."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:                          # no hard links on this file system: claim the name, then replace it
+        pass
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    os.close(fd)
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path in the destination folder; rename it onto ``path`` only if the block succeeds.
+def atomic_path(path: Path, force: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in the destination folder; move it onto ``path`` only if the block succeeds.
 
-    On any exception the temporary file is removed, so a failed stage leaves nothing behind.
+    On any exception the temporary file is removed, so a failed stage leaves nothing behind. Without ``force`` an
+    existing ``path`` (even one created while the block ran) is never replaced. An OSError of the block while
+    writing (full disk, read-only file system) becomes a one-line OutputPathError.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the artifact the permissions any other new file would get.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with ArtifactSet(force=force) as files:
+        tmp = files.temp(path)
+        try:
+            yield tmp
+        except OSError as e:
+            raise _write_error(path, e) from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (indented, keys in insertion order)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+def write_json(path: Path, data: Any, force: bool = True) -> None:
+    """Write JSON atomically (indented, keys in insertion order, no NaN / Infinity)."""
+    with ArtifactSet(force=force) as files:
+        files.write_json(path, data)

@@ -86,7 +86,7 @@ class PersonDetector:
         y1 = np.clip(d[:, 1] / fy, 0, h)
         x2 = np.clip(d[:, 2] / fx, 0, w)
         y2 = np.clip(d[:, 3] / fy, 0, h)
-        return Boxes.of(np.stack((x1, y1, x2 - x1, y2 - y1), axis=-1), d[:, 4])
+        return Boxes.of(np.stack((x1, y1, x2 - x1, y2 - y1), axis=-1), d[:, 4]).positive()  # boxes clipped away
 
     def __call__(self, path: Path, image_bgr: np.ndarray) -> Boxes:
         return self.detect(image_bgr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -58,3 +59,11 @@ def draw_poses(image_bgr: np.ndarray, keypoints: np.ndarray, dataset: DatasetInf
             cv2.circle(out, (int(round(x)), int(round(y))), radius, (255, 255, 255), -1, cv2.LINE_AA)
             cv2.circle(out, (int(round(x)), int(round(y))), radius, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def encode_image(image_bgr: np.ndarray, name: str) -> bytes:
+    """uint8 (H, W, 3) BGR -> the bytes of an image file in the format of ``name``'s suffix (``.jpg``, ``.png``, ...)."""
+    ok, buf = cv2.imencode(Path(name).suffix or ".png", image_bgr)
+    if not ok:  # the suffixes offered by the run stage are all encodable: a failure here is a bug
+        raise RuntimeError(f"OpenCV could not encode {name}")
+    return buf.tobytes()

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import cv2
 import numpy as np
 
 from ..errors import InputImageError
@@ -88,9 +87,9 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..artifacts import check_writable, write_json
+    from ..artifacts import ArtifactSet, check_outputs
     from .boxes import box_source
-    from .draw import DEFAULT_KPT_THR, draw_poses
+    from .draw import DEFAULT_KPT_THR, draw_poses, encode_image
     from ..coco import to_coco_results
     from ..runners import create_runner
 
@@ -101,36 +100,38 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     out_dir = Path(out_dir)
     results_path = out_dir / "results.json"
     names = _output_names(paths)
-    for target in [results_path] + ([out_dir / n for n in names] if draw else []):
-        check_writable(target, force)
+    check_outputs([results_path] + ([out_dir / n for n in names] if draw else []), force, inputs=paths)
     source = box_source(boxes=boxes, detector=detector, score_thr=box_thr, device=device)
     ids = assign_image_ids(paths)
     poses: list[ImagePoses] = []
     failures: list[ImageFailure] = []
     drawn = 0
     t0 = time.perf_counter()
-    with create_runner(artifact, device=device, threads=threads) as runner, logging_redirect_tqdm():
+    # The annotated images and results.json commit as one set when the run completes (results.json last): a run
+    # that fails or is interrupted leaves no new annotated image and no results.json of another run's images.
+    with ArtifactSet(force=force) as outputs, create_runner(artifact, device=device, threads=threads) as runner, \
+            logging_redirect_tqdm():
         predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw)
         bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc="pose")
         for result, name in zip(predictor.predict(paths, source, ids), names):
             bar.update(1)
             if isinstance(result, ImageFailure):
-                log.warning("skipped %s", result.error)
+                log.debug("skipped %s", result.error)  # listed once, in the summary
                 failures.append(result)
                 continue
             if draw and result.image is not None:
                 canvas = draw_poses(result.image, result.keypoints, predictor.dataset, result.boxes,
                                     DEFAULT_KPT_THR if kpt_thr is None else kpt_thr)
-                drawn += bool(cv2.imwrite(str(out_dir / name), canvas))
+                outputs.write_bytes(out_dir / name, encode_image(canvas, name))  # full disk: OutputPathError
+                drawn += 1
                 result.image = None
             poses.append(result)
         bar.close()
         model_seconds = float(sum(runner.times))
         description = runner.description
         k = runner.meta.num_keypoints
-    seconds = time.perf_counter() - t0
-    records = to_coco_results(*stack_poses(poses, k))
-    write_json(results_path, records)
+        seconds = time.perf_counter() - t0
+        outputs.write_json(results_path, to_coco_results(*stack_poses(poses, k)))
     return RunSummary(str(artifact), description, len(paths), sum(len(p.keypoints) for p in poses), failures,
                       results_path, drawn, seconds, model_seconds)
 
