@@ -88,7 +88,7 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..artifacts import ArtifactSet, check_outputs
-    from .boxes import box_source
+    from .person_boxes import box_source
     from .draw import DEFAULT_KPT_THR, draw_poses, encode_image
     from ..coco import to_coco_results
     from ..runners import create_runner
