@@ -8,6 +8,7 @@ deterministic numpy/cv2 function), so an AP difference can only come from the ba
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,9 +126,10 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     Returns:
         :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
     """
-    if max_ap_drop < 0:
-        raise GtptError(f"--max-ap-drop must be >= 0 AP points, got {max_ap_drop}")
+    if not math.isfinite(max_ap_drop) or max_ap_drop < 0:
+        raise GtptError(f"--max-ap-drop must be a finite number >= 0 AP points, got {max_ap_drop}")
     gt = load_annotations(ann)
+    check_layouts([baseline, *candidates], gt, ann)    # before any inference: a wrong pair fails in seconds
     images = Path(images)
     if not images.is_dir():
         raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
@@ -159,6 +161,21 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         log.info("%s: AP %.2f (delta %+.2f)", Path(artifact).name, ap, delta)
     persons = sum(len(p.keypoints) for p in base_poses)
     return ValidationReport(rows, float(max_ap_drop), label, len(paths), persons)
+
+
+def check_layouts(artifacts: Sequence[str | Path], gt: dict, ann: str | Path | dict) -> None:
+    """Every artifact's keypoint count must be the annotation file's (17 COCO, 133 COCO-WholeBody); checked from the
+    artifacts' metadata, without running them. GtptError naming the first mismatch."""
+    from ..coco import is_wholebody
+    from ..runners import artifact_meta
+
+    want, layout = (133, "COCO-WholeBody") if is_wholebody(gt) else (17, "COCO")
+    for artifact in artifacts:
+        meta = artifact_meta(artifact)
+        if meta is not None and meta.num_keypoints != want:
+            raise GtptError(f"{artifact} predicts {meta.num_keypoints} keypoints ({meta.variant}) but "
+                            f"{ann if not isinstance(ann, dict) else 'the annotations'} is {layout} ({want} "
+                            f"keypoints); validate it on annotations of its own keypoint layout")
 
 
 def _kb(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -140,9 +140,12 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if dynamic_batch and batch is not None:
         raise ExportError(f"both a static batch ({batch}) and a dynamic batch were requested; "
                           f"pass either --batch N or --dynamic-batch")
-    if batch is not None and not 1 <= batch <= MAX_BATCH:
-        raise ExportError(f"batch must be 1..{MAX_BATCH}, got {batch} (the export runs one batch of that size: "
-                          f"0.59 MB of input per crop, plus activations); pass a smaller --batch or --dynamic-batch")
+    if batch is not None and batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
+    if batch is not None and batch > MAX_BATCH:
+        raise ExportError(f"batch must be <= {MAX_BATCH}, got {batch}: the export traces and checks one batch of that "
+                          f"size (0.59 MB of input per crop, {batch * 0.59 / 1024:.1f} GB before activations); pass "
+                          f"a smaller --batch or --dynamic-batch")
     if output is not None and Path(output).suffix.lower() != ".onnx":
         raise ExportError(f"--output must be an .onnx file name (its .json report is written next to it), got "
                           f"{output}; pass e.g. --output {Path(output).with_suffix('.onnx')}")

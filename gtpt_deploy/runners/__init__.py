@@ -9,9 +9,10 @@ import importlib
 from pathlib import Path
 
 from ..errors import ArtifactError
+from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
-__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS"]
+__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "artifact_meta", "BACKENDS"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -21,6 +22,23 @@ BACKENDS = {
     ".engine": (".trt", "TrtRunner"),
     ".plan": (".trt", "TrtRunner"),
 }
+
+
+def _backend(path: Path) -> type[Runner]:
+    suffix = path.suffix.lower()
+    if suffix not in BACKENDS:
+        raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
+                            f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
+    module_name, cls_name = BACKENDS[suffix]
+    return getattr(importlib.import_module(module_name, __name__), cls_name)
+
+
+def artifact_meta(path: str | Path) -> ModelMeta | None:
+    """An artifact file's metadata without running it (None where the backend cannot tell cheaply): check keypoint
+    layouts and similar facts before inference starts. GtptError for a missing or unreadable file."""
+    return _backend(Path(path)).peek_meta(str(path))
 
 
 def create_runner(path: str | Path, device: str = "cpu", **options: object) -> Runner:

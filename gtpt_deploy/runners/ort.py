@@ -91,6 +91,18 @@ class OrtRunner(Runner):
         self.threads = threads
         self._session: Any = None
 
+    @classmethod
+    def peek_meta(cls, source: str) -> ModelMeta:
+        """The file's ``gtpt.*`` metadata (ArtifactError for a file that is no ONNX model)."""
+        from ..metadata import read_onnx_meta
+
+        try:
+            return read_onnx_meta(source)
+        except GtptError:
+            raise
+        except Exception as e:  # protobuf's DecodeError and friends: not a model file
+            raise ArtifactError(f"{source} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
+
     def _activate(self) -> tuple[ModelMeta, int | None]:
         session = make_session(self.source, self.device, self.threads)
         props = session.get_modelmeta().custom_metadata_map
