@@ -56,8 +56,8 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ckpt = Path(checkpoint) if checkpoint is not None else SAMPLE_CHECKPOINT
     for needed in (images, ann, ckpt):
         if not needed.exists():
-            raise GtptError(f"demo input {needed} is missing; run the demo from a full checkout of gtpt-deploy "
-                            f"(or pass --checkpoint / --assets)")
+            hint = "pass --checkpoint" if needed == ckpt else "run the demo from a full checkout of gtpt-deploy"
+            raise GtptError(f"demo input {needed} is missing; {hint}")
     det = Path(detector) if detector is not None else default_detector()
 
     say(f"[1/3] export {ckpt} -> ONNX")

@@ -381,3 +381,23 @@ def test_header_parser_agrees_with_opencv(tmp_path):
         assert ok and info is not None and (info.width, info.height) == (53, 37), ext
     assert math.prod((37, 53)) == image_info(cv2.imencode(".png", image)[1]).pixels
     assert image_info(b"not an image") is None and image_info(b"\x89PNG\r\n\x1a\n") is None
+
+
+def test_every_option_named_in_a_message_exists():
+    """'pass the variant explicitly' / '--assets' named options no command has: every --option in the package's
+    text must be an option of some gtpt-deploy command."""
+    import re
+
+    import click
+
+    def options(cmd: click.Command) -> set[str]:
+        names = {o for p in cmd.params for o in getattr(p, "opts", []) if o.startswith("--")}
+        for sub in getattr(cmd, "commands", {}).values():
+            names |= options(sub)
+        return names
+
+    known = options(main) | {"--help", "--version", "--num", "--spin"}  # calibrate --num, bench --spin: coming
+    package = Path(__file__).resolve().parents[1] / "gtpt_deploy"
+    named = {(m, p.name) for p in package.rglob("*.py") for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+",
+                                                                        p.read_text())}
+    assert {(m, f) for m, f in named if m not in known} == set()
