@@ -61,32 +61,34 @@ def _file_key(path: Path) -> tuple[int, int] | Path:
         return path.resolve()
 
 
-def check_outputs(targets: Iterable[Path], force: bool, inputs: Iterable[Path] = ()) -> None:
+def check_outputs(targets: Iterable[Path], force: bool, inputs: Iterable[Path] = (), option: str = "--output") -> None:
     """Check every output before any work starts: an output that *is* one of ``inputs`` is refused, with or without
     ``force`` (a user's photos are never overwritten); then :func:`check_writable` for each."""
     protected = {_file_key(Path(p)) for p in inputs}
     for target in targets:
         if protected and _file_key(target) in protected:
             raise OutputPathError(f"output {target} is one of the input files and would be overwritten; choose an "
-                                  f"output folder that does not hold the inputs (e.g. --out runs/)")
-        check_writable(target, force)
+                                  f"output folder that does not hold the inputs (another {option})")
+        check_writable(target, force, option)
 
 
-def check_writable(path: Path, force: bool) -> None:
+def check_writable(path: Path, force: bool, option: str = "--output") -> None:
     """Refuse an existing output without ``force`` and an output folder that cannot be created or written.
 
-    Also removes stale temporaries of crashed earlier runs from the folder (:func:`clean_stale_temps`).
+    ``option`` is the command's name for the output (``--output``, ``--out``) used in the messages. Also removes stale temporaries of crashed earlier runs from the folder (:func:`clean_stale_temps`).
     """
     if path.is_dir():
-        raise OutputPathError(f"output {path} is a folder; pass a file name")
+        raise OutputPathError(f"output {path} is a folder; pass a file name as {option}")
     if path.exists() and not force:
-        raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another --output")
+        raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another "
+                                  f"{option}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable --output") from None
+        raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable "
+                              f"{option}") from None
     if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable --output")
+        raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable {option}")
     clean_stale_temps(path.parent)
 
 

@@ -355,7 +355,7 @@ def test_max_ap_drop_must_be_finite(fake):
     for value in ("nan", "inf", "-1"):
         line = _one_line_error(_invoke(["validate", fake, fake, "--ann", ANN, "--images", COCO_VAL / "images",
                                         "--max-ap-drop", value]))
-        assert "--max-ap-drop must be a finite number" in line
+        assert "--max-ap-drop is a 0-1 AP difference" in line
 
 
 def test_layout_mismatch_fails_before_any_inference(fake, monkeypatch):
