@@ -166,7 +166,7 @@ def test_run_never_overwrites_input_photos(fake, photos, force):
 def test_export_output_must_be_onnx(seed0_t_checkpoint, tmp_path):
     report = tmp_path / "x.json"
     line = _one_line_error(_invoke(["export", "--checkpoint", seed0_t_checkpoint, "--output", report]))
-    assert "must be an .onnx file" in line and list(tmp_path.iterdir()) == []
+    assert "must name an .onnx file" in line and list(tmp_path.iterdir()) == []
 
 
 def test_export_force_keeps_the_old_pair_when_the_report_cannot_be_written(seed0_t_checkpoint, tmp_path,
