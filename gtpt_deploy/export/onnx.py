@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
+from ..artifacts import atomic_path, check_writable, checkpoint_stem, onnx_path, sha256_file, sidecar_path, write_json
 from ..errors import ExportError, InputImageError
 from ..metadata import ModelMeta, write_onnx_meta
 from ..threads import apply_thread_policy
@@ -124,7 +124,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
 
     ``model`` is detected from the checkpoint when omitted (and must match it when given). ``batch`` is the static
     batch size (default 1); ``dynamic_batch`` makes dim 0 symbolic instead (then leave ``batch`` unset). ``output``
-    defaults to ``export/<variant>_b<N>.onnx`` (``_bdyn``) under the working directory. ``samples``: real person
+    defaults to ``export/<checkpoint name>_b<N>.onnx`` (``_bdyn``; see ``artifacts.checkpoint_stem``) under the
+    working directory. ``samples``: real person
     crops for the parity check, see :func:`load_samples` (default: the repository's demo COCO images and boxes).
     Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
     """
@@ -146,7 +147,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
         get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
     net = create_model(model, checkpoint)       # missing / unreadable / other variant -> CheckpointError
     cfg = net.cfg
-    out = Path(output) if output is not None else onnx_path(cfg.name, static_batch)
+    out = Path(output) if output is not None else onnx_path(checkpoint_stem(checkpoint), static_batch)
     report = sidecar_path(out)
     created = _missing_parents(out)
     try:

@@ -38,9 +38,9 @@ class TorchRunner(Runner):
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
         apply_thread_policy()  # before torch starts OpenMP (see threads.py)
-        import torch
+        from ..models import create_model  # first: names the [export] extra when torch is missing
 
-        from ..models import create_model
+        import torch
 
         model = create_model(checkpoint=self.source, device=self.device)
         self._saved_threads = torch.get_num_threads()
