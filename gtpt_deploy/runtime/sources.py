@@ -1,7 +1,7 @@
 """Where frames come from: image files, folders, glob patterns, video files and cameras. No torch import.
 
 ``open_sources(inputs)`` turns the command line's inputs into a list of sources; each source iterates
-:class:`Frame` objects (a name, a frame index, a timestamp and a BGR image), so the run loop treats a photo, a video
+:class:`SourceFrame` objects (a name, a frame index, a timestamp and a BGR image), so the run loop treats a photo, a video
 frame and a camera frame alike. Image files are grouped into one :class:`ImageSource` (they share ``results.json``);
 every video and camera is a source of its own (its own annotated video and per-frame results).
 """
@@ -28,7 +28,7 @@ DEFAULT_FPS = 30.0  # containers that do not state a frame rate (CAP_PROP_FPS 0)
 
 
 @dataclass
-class Frame:
+class SourceFrame:
     """One image to run on.
 
     Attributes:
@@ -60,14 +60,14 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[SourceFrame]:
         for i, path in enumerate(self.paths):
             try:
                 image = load_image(path)
             except InputImageError as e:
-                yield Frame(path.name, i, None, None, path, str(e))
+                yield SourceFrame(path.name, i, None, None, path, str(e))
             else:
-                yield Frame(path.name, i, None, image, path)
+                yield SourceFrame(path.name, i, None, image, path)
 
 
 class _Capture:
@@ -91,7 +91,7 @@ class _Capture:
     def __len__(self) -> int:
         return self.frames or 0
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[SourceFrame]:
         cap = self._open()
         t0 = time.monotonic()
         try:
@@ -100,7 +100,7 @@ class _Capture:
                 ok, image = cap.read()
                 if not ok or image is None:
                     break
-                yield Frame(self.name, index, round(self._timestamp(cap, index, t0), 6), image)
+                yield SourceFrame(self.name, index, round(self._timestamp(cap, index, t0), 6), image)
                 index += 1
         finally:
             cap.release()
