@@ -145,7 +145,6 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if model is not None:
         get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
     net = create_model(model, checkpoint)       # missing / unreadable / other variant -> CheckpointError
-    cfg = net.cfg
     out = Path(output) if output is not None else onnx_path(checkpoint_stem(checkpoint), static_batch)
     report = sidecar_path(out)
     created = _missing_parents(out)

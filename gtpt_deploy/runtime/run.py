@@ -195,8 +195,12 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                 t_stream = time.perf_counter()
                 bar = tqdm(total=len(src) or None, unit="frame", disable=not progress, file=sys.stderr,
                            desc=src.name)
+                # A camera is shown live: batching crops across frames would hold each frame back until a batch
+                # fills, so a dynamic-batch model runs one crop per call there (unless --batch says otherwise).
+                live = isinstance(src, CameraSource) and runner.static_batch is None and batch is None
+                stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True) if live else predictor
                 try:
-                    for result in predictor.predict_frames(_stream_frames(src, source, timestamps)):
+                    for result in stream_predictor.predict_frames(_stream_frames(src, source, timestamps)):
                         assert isinstance(result, ImagePoses)
                         bar.update(1)
                         canvas = None

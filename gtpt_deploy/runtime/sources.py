@@ -81,6 +81,7 @@ class _Capture:
         self.fps = DEFAULT_FPS
         self.frames: int | None = None          # known frame count (files), None for cameras
         self.size: tuple[int, int] | None = None  # (W, H) as the container states it
+        self._cap: cv2.VideoCapture | None = None  # opened by the constructor: errors surface before any output
 
     def _open(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -92,7 +93,7 @@ class _Capture:
         return self.frames or 0
 
     def __iter__(self) -> Iterator[SourceFrame]:
-        cap = self._open()
+        cap, self._cap = self._cap or self._open(), None
         t0 = time.monotonic()
         try:
             index = 0
@@ -112,13 +113,12 @@ class VideoSource(_Capture):
     def __init__(self, path: Path) -> None:
         super().__init__(path.stem, str(path))
         self.path = path
-        cap = self._open()
+        self._cap = cap = self._open()
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) else DEFAULT_FPS
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frames = count if count > 0 else None
         self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-        cap.release()
 
     def _open(self) -> cv2.VideoCapture:
         if not self.path.is_file():
@@ -142,6 +142,7 @@ class CameraSource(_Capture):
     def __init__(self, index: int) -> None:
         super().__init__(f"camera{index}", f"camera {index}")
         self.index = index
+        self._cap = self._open()
 
     def _open(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(self.index)
