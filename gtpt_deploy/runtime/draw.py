@@ -128,7 +128,7 @@ def draw_poses(image_bgr: np.ndarray, keypoints: np.ndarray, dataset: DatasetInf
         for i, (x, y, bw, bh) in enumerate(boxes):
             cv2.rectangle(out, (int(x), int(y)), (int(x + bw), int(y + bh)), BOX, unit, cv2.LINE_AA)
             if box_scores is not None and i < len(box_scores):
-                _label(out, f"person {float(box_scores[i]):.2f}", int(x), int(y), unit)
+                _label(out, f"{float(box_scores[i]):.2f}", int(x), int(y), unit)
     for i, person in enumerate(kpts):
         ok = np.isfinite(person).all(axis=-1) & (person[:, 2] > kpt_thr)
         size = person_size(person, boxes[i] if boxes is not None and i < len(boxes) else None, ok)
