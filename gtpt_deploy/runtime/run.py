@@ -57,8 +57,8 @@ class RunSummary:
     failures: list[ImageFailure]
     results_path: Path | None            # results.json (None when no image file was given)
     drawn: int
-    seconds: float                        # wall time of the whole loop (load, boxes, crops, model, decode, draw)
-    model_seconds: float                  # time inside runner.infer
+    seconds: float                        # wall time on the images (load, boxes, crops, model, decode, draw)
+    model_seconds: float                  # of which inside runner.infer
     out_dir: Path = Path(".")
     streams: list[StreamSummary] = field(default_factory=list)
     interrupted: bool = False             # ended by Ctrl-C (results so far were written)
@@ -170,6 +170,7 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     drawn = 0
     interrupted = False
     t0 = time.perf_counter()
+    image_seconds = image_model = 0.0
     with create_runner(artifact, device=device, threads=threads) as runner, logging_redirect_tqdm():
         predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw or show)
         dataset = predictor.dataset
@@ -190,6 +191,7 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                     result.image = None
                     poses.append(result)
                 bar.close()
+            image_seconds, image_model = time.perf_counter() - t0, float(sum(runner.times))
             for src, so in zip(streams, stream_outs):
                 timestamps: dict[int, float | None] = {}
                 t_stream = time.perf_counter()
@@ -229,17 +231,17 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                 cv2.destroyAllWindows()
         for so in stream_outs:
             so.close()
-        model_seconds = float(sum(runner.times))
+        if images is not None and interrupted and not image_seconds:
+            image_seconds, image_model = time.perf_counter() - t0, float(sum(runner.times))
         description = runner.description
         k = runner.meta.num_keypoints
-    seconds = time.perf_counter() - t0
     results_path = None
     if images is not None:
         results_path = out / "results.json"
         write_json(results_path, to_coco_results(*stack_poses(poses, k)))
     persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
-    return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn, seconds,
-                      model_seconds, out, stream_summaries, interrupted)
+    return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn,
+                      image_seconds, image_model, out, stream_summaries, interrupted)
 
 
 def stack_poses(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, ...]:

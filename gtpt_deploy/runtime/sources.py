@@ -145,7 +145,13 @@ class CameraSource(_Capture):
         self._cap = self._open()
 
     def _open(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(self.index)
+        # OpenCV logs a warning per backend it tries; the one-line error below says it better.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            cap = cv2.VideoCapture(self.index)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not cap.isOpened():
             cap.release()
             raise InputImageError(f"camera {self.index} cannot be opened (none attached, or in use); pass another "
