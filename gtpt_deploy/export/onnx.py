@@ -28,6 +28,7 @@ import numpy as np
 from .. import __version__
 from ..artifacts import atomic_path, check_writable, checkpoint_stem, onnx_path, sha256_file, sidecar_path, write_json
 from ..errors import ExportError, GtptError, InputImageError
+from ..eval.compare import batches_of
 from ..metadata import ModelMeta, write_onnx_meta
 from ..threads import apply_thread_policy
 
@@ -139,6 +140,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if batch is not None and batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
     static_batch = None if dynamic_batch else (batch or 1)
+    if output is not None and Path(output).suffix.lower() != ".onnx":
+        raise ExportError(f"--output must name an .onnx file, got '{Path(output).name}'; the report is written "
+                          f"next to it as {Path(output).stem}.json")
 
     from ..models import create_model, get_config
 
@@ -186,7 +190,7 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
     rand = np.random.default_rng(0).standard_normal((N_RANDOM, 3, *cfg.image_size)).astype(np.float32)
     t = time.perf_counter()
     if simplify:
-        graph, simp = simplify_model(raw, _batches(rand, batch or 1)[0])
+        graph, simp = simplify_model(raw, batches_of(rand, batch or 1)[0])
     else:
         from .graph import SimplifyReport
 
@@ -331,38 +335,22 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
     return np.concatenate(crops)[:MAX_REAL_CROPS], names
 
 
-def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
-    """Split (N,...) into batches of exactly ``batch``, wrapping around to fill the last one."""
-    n = max(len(x), batch)
-    idx = np.arange(-(-n // batch) * batch) % len(x)
-    return [x[idx[i:i + batch]] for i in range(0, len(idx), batch)]
-
-
 def check_parity(net: Any, onnx_model: bytes, real: np.ndarray, rand: np.ndarray,
                  batch: int | None) -> list[ParityCase]:
     """ONNX Runtime vs PyTorch eager on ``real`` crops and ``rand`` inputs (float32 (N,3,256,192) each), in batches
-    of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic). Agreement counts (sample, keypoint, axis)."""
-    import torch
+    of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic), through the Runner contract and
+    ``eval.compare.compare_runners``. Agreement counts (sample, keypoint, axis)."""
+    from ..eval.compare import compare_runners
+    from ..runners import create_runner
 
-    from .graph import ort_session, run_ort
-
-    sess = ort_session(onnx_model)
     cases = []
-    for label, data in (("real crops", real), ("random", rand)):
-        if not len(data):
-            continue
-        for b in ((batch,) if batch is not None else DYNAMIC_CHECK_BATCHES):
-            diffs, agree, total, count = [], 0, 0, 0
-            for chunk in _batches(data, b):
-                with torch.no_grad():
-                    ref = [t.numpy() for t in net(torch.from_numpy(chunk))]
-                got = run_ort(sess, chunk)
-                for r, g in zip(ref, got):
-                    diffs.append(float(np.abs(r - g).max()))
-                    agree += int((r.argmax(-1) == g.argmax(-1)).sum())
-                    total += r.shape[0] * r.shape[1]
-                count += len(chunk)
-            cases.append(ParityCase(label, b, count, max(diffs), agree / total))
+    with create_runner(net) as torch_runner, create_runner(onnx_model) as ort_runner:
+        for label, data in (("real crops", real), ("random", rand)):
+            if not len(data):
+                continue
+            for b in ((batch,) if batch is not None else DYNAMIC_CHECK_BATCHES):
+                a = compare_runners(torch_runner, ort_runner, data, batch=b)
+                cases.append(ParityCase(label, a.batch, a.samples, a.max_abs_diff, a.argmax_agreement))
     return cases
 
 

@@ -60,17 +60,19 @@ class PersonDetector:
         score_thr: keep boxes with score >= this.
         label: class index of *person* in ``labels`` (0 for a person-only detector and for COCO's 80 classes).
         config: pre-processing; default read from ``pipeline.json`` beside ``path`` (see :mod:`detector_config`).
-        device: ONNX Runtime device (cpu / cuda / tensorrt), checked like the pose runners.
+        device: ``cpu``, ``cuda`` or ``cuda:N``; provider: ONNX Runtime provider (default from ``device``),
+            checked like the pose runners'.
+        threads: ONNX Runtime intra-op threads (None: its default).
     """
 
     def __init__(self, path: str | Path, score_thr: float = 0.3, label: int = 0, config: DetectorConfig | None = None,
-                 device: str = "cpu", threads: int | None = None) -> None:
-        from ..runners.ort import make_session
+                 device: str = "cpu", threads: int | None = None, provider: str | None = None) -> None:
+        from ..runners.ort import make_session, resolve_provider
 
         self.path = Path(path)
         self.score_thr = float(score_thr)
         self.label = int(label)
-        self._session: Any = make_session(self.path, device, threads)
+        self._session: Any = make_session(self.path, *resolve_provider(provider, device), threads)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         if len(inputs) != 1 or not {"dets", "labels"} <= set(outputs):

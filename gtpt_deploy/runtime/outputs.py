@@ -57,7 +57,7 @@ def prepare_folder(out_dir: Path, targets: list[str], force: bool) -> list[str]:
         raise ArtifactExistsError(f"output folder {out_dir} already exists with an earlier run's {len(earlier)} "
                                   f"file(s); pass --force to replace them or choose another --out")
     for name in targets:
-        check_writable(out_dir / name, force)
+        check_writable(out_dir / name, force, option="--out")
     removed = remove_previous_run(out_dir) if force and earlier else []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

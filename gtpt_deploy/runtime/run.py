@@ -67,6 +67,17 @@ class RunSummary:
     def ok(self) -> bool:
         return not self.failures
 
+    def to_dict(self) -> dict[str, object]:
+        """The summary as JSON (``run --json``)."""
+        return {"artifact": self.artifact, "runner": self.runner, "out_dir": str(self.out_dir), "images": self.images,
+                "persons": self.persons, "failed": [{"path": str(f.path), "error": f.error} for f in self.failures],
+                "results": str(self.results_path) if self.results_path else None, "annotated_images": self.drawn,
+                "seconds": round(self.seconds, 3), "model_seconds": round(self.model_seconds, 3),
+                "streams": [{"name": v.name, "frames": v.frames, "persons": v.persons, "fps": round(v.fps, 2),
+                             "results": str(v.results_path), "video": str(v.video_path) if v.video_path else None}
+                            for v in self.streams],
+                "interrupted": self.interrupted}
+
     def format_lines(self, out_dir: str | Path | None = None) -> list[str]:
         """The end-of-run summary for the terminal."""
         out_dir = out_dir or self.out_dir
@@ -85,6 +96,22 @@ class RunSummary:
         if self.interrupted:
             lines.append("stopped by Ctrl-C; the results up to that point are written")
         return lines
+
+
+def ann_image_ids(ann: str | Path, paths: list[Path]) -> dict[Path, int]:
+    """Image ids from an annotation file's ``file_name``s for the inputs it lists (the others are left out, with one
+    warning); InputImageError when it lists none of them. Checked before any inference."""
+    from .boxes import GroundTruthBoxes
+
+    gt = GroundTruthBoxes(ann)
+    listed = set(gt.file_names)
+    missing = [p.name for p in paths if p.name not in listed]
+    if len(missing) == len(paths):
+        raise InputImageError(f"--ann {ann}: expected the inputs to be images it lists, got none of them "
+                              f"(e.g. {missing[0]}); pass the images of that annotation file or leave out --ann")
+    if missing:
+        log.warning("%d input image(s) not listed in %s were left out (e.g. %s)", len(missing), ann, missing[0])
+    return {p: int(gt.image_id(p)) for p in paths if p.name in listed}
 
 
 def assign_image_ids(paths: list[Path]) -> dict[Path, int]:
@@ -121,13 +148,22 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
                batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
                kpt_thr: float | None = None, draw: bool = True, force: bool = False, progress: bool = False,
-               threads: int | None = None, show: bool | None = None) -> RunSummary:
+               threads: int | None = None, show: bool | None = None, provider: str | None = None,
+               ann: str | Path | None = None, detector_device: str = "cpu",
+               detector_threads: int | None = None) -> RunSummary:
     """Pose on image files, folders, glob patterns, video files and cameras (``"0"``); see the module docstring.
 
-    ``out_dir`` None: the first free ``runs/run``, ``runs/run2``, ... Undecodable / missing images are skipped and
-    listed in the summary. ``show``: live window for cameras (None: when a display exists; else an annotated video
-    is written). Ctrl-C ends the run cleanly: what was processed is written. ``threads``: CPU threads of the pose
-    backend (None: its default).
+    Args:
+        out_dir: None: the first free ``runs/run``, ``runs/run2``, ...; an existing run folder needs ``force``
+            (which removes that run's files first, see :func:`outputs.prepare_folder`).
+        boxes: ``"gt"`` (ground-truth boxes of ``ann``) or a COCO detection results JSON (images only);
+            detector: a person detector ONNX; neither: the whole image is one person (logged as a warning).
+        ann: COCO annotation file whose ``file_name``s give the image ids (so ``evaluate ann results.json`` works).
+        show: live window for cameras (None: when a display exists; else an annotated video is written).
+        device, provider, threads: where the pose artifact runs; detector_device / detector_threads: the detector's.
+
+    Undecodable / missing images are skipped and listed in the summary. Ctrl-C ends the run cleanly: what was
+    processed is written.
     """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -148,6 +184,9 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     if boxes is not None and streams:
         raise GtptError(f"--boxes matches image files by name and cannot box video or camera frames "
                         f"({streams[0].name}); use --detector")
+    if images is not None:
+        ids = assign_image_ids(images.paths) if ann is None else ann_image_ids(ann, images.paths)
+        images = ImageSource([p for p in images.paths if p in ids])
     out = Path(out_dir) if out_dir is not None else next_run_dir()
     show = bool(show if show is not None else any(isinstance(s, CameraSource) for s in streams)
                 and display_available())
@@ -158,7 +197,8 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                    for s in streams]
     targets = (["results.json"] if images else []) + (image_names if draw else []) + [
         n for so in stream_outs for n in ([so.results_path.name] + ([so.video_path.name] if so.draw else []))]
-    source = box_source(boxes=boxes, detector=detector, score_thr=box_thr, device=device)
+    source = box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr, device=detector_device,
+                        threads=detector_threads)
     if isinstance(source, WholeImageBoxes):
         log.warning(WHOLE_IMAGE_NOTE)
     prepare_folder(out, targets, force)
@@ -171,12 +211,12 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     interrupted = False
     t0 = time.perf_counter()
     image_seconds = image_model = 0.0
-    with create_runner(artifact, device=device, threads=threads) as runner, logging_redirect_tqdm():
+    with create_runner(artifact, device=device, provider=provider, threads=threads) as runner, \
+            logging_redirect_tqdm():
         predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw or show)
         dataset = predictor.dataset
         try:
             if images is not None:
-                ids = assign_image_ids(images.paths)
                 bar = tqdm(total=len(images), unit="img", disable=not progress, file=sys.stderr, desc="pose")
                 for result, name in zip(predictor.predict_frames(_image_frames(images, source, ids)), image_names):
                     bar.update(1)
@@ -238,7 +278,8 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     results_path = None
     if images is not None:
         results_path = out / "results.json"
-        write_json(results_path, to_coco_results(*stack_poses(poses, k)))
+        write_json(results_path, to_coco_results(*stack_poses(poses, k),
+                                                 file_names={p.image_id: Path(p.path).name for p in poses}))
     persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
     return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn,
                       image_seconds, image_model, out, stream_summaries, interrupted)
