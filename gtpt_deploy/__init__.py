@@ -1,7 +1,8 @@
 """gtpt-deploy: GTPT pose transformers from a PyTorch checkpoint to ONNX / TensorRT, with COCO AP validation.
 
 The public API is loaded lazily so that ``import gtpt_deploy`` imports neither torch nor any optional backend:
-an ONNX-Runtime-only install can use the runners, codec and evaluator.
+a runtime-only install (no ``[export]`` extra, so no torch) can use ``predict``, the runners, ``evaluate`` and
+``validate`` on ONNX / engine artifacts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ _API = {
     "GTPTConfig": ".models.gtpt",
     "GtptError": ".errors",
     "export_onnx": ".export",
+    "build_engine": ".engines.build",      # TensorRT (the engines stage)
     "create_runner": ".runners",
+    "predict": ".runtime.predict",
+    "Pose": ".runtime.predict",
+    "ImagePrediction": ".runtime.predict",
+    "evaluate": ".eval.metrics",
+    "validate": ".eval.validate",
 }
 __all__ = sorted(_API) + ["__version__"]
 

@@ -25,9 +25,29 @@ CALIB_DIR = Path("calib")
 ENGINES_DIR = Path("engines")
 
 
-def onnx_path(variant: str, batch: int | None, precision: str = "fp32", root: Path | None = None) -> Path:
-    """Default ONNX location: ``export/<variant>_b<N>[_<precision>].onnx`` (``bdyn`` for a dynamic batch)."""
-    stem = f"{variant}_b{batch if batch is not None else 'dyn'}"
+RUNS_DIR = Path("runs")
+MANIFEST = ".gtpt-run.json"           # in a run folder: the files that run wrote (so --force removes only those)
+# Checkpoint names that say nothing about the weights: the exported file also carries the folder's name.
+_GENERIC_STEMS = {"model_best", "checkpoint", "best", "last", "latest", "final", "model", "final_state", "ema"}
+
+
+def checkpoint_stem(checkpoint: str | os.PathLike[str]) -> str:
+    """The name an export of ``checkpoint`` is called by: its file stem (``gtpt_t_coco_sample.pth`` ->
+    ``gtpt_t_coco_sample``), prefixed by its folder for generic names (``work/run3/model_best.pth`` ->
+    ``run3_model_best``), so two checkpoints of the same variant get different default file names."""
+    path = Path(checkpoint)
+    stem = path.stem
+    parent = path.resolve().parent.name
+    if stem.lower() in _GENERIC_STEMS and parent:
+        stem = f"{parent}_{stem}"
+    return stem
+
+
+def onnx_path(name: str, batch: int | None, precision: str = "fp32", root: Path | None = None) -> Path:
+    """Default ONNX location: ``export/<name>_b<N>[_<precision>].onnx`` (``bdyn`` for a dynamic batch).
+
+    ``name`` is :func:`checkpoint_stem` of the source checkpoint (the variant is in the file's metadata)."""
+    stem = f"{name}_b{batch if batch is not None else 'dyn'}"
     if precision != "fp32":
         stem += f"_{precision}"
     return (root or Path.cwd()) / EXPORT_DIR / f"{stem}.onnx"
@@ -36,6 +56,47 @@ def onnx_path(variant: str, batch: int | None, precision: str = "fp32", root: Pa
 def engine_path(variant: str, batch: int | None, precision: str, root: Path | None = None) -> Path:
     """Default engine location: ``engines/<variant>_b<N>_<precision>.engine``."""
     return (root or Path.cwd()) / ENGINES_DIR / f"{variant}_b{batch if batch is not None else 'dyn'}_{precision}.engine"
+
+
+def next_run_dir(name: str = "run", root: Path | None = None) -> Path:
+    """The first free ``runs/<name>``, ``runs/<name>2``, ``runs/<name>3``, ... (as Ultralytics numbers its runs),
+    so a run without ``--out`` never mixes its files with an earlier one's."""
+    base = (root or Path.cwd()) / RUNS_DIR
+    i = 1
+    while (candidate := base / (name if i == 1 else f"{name}{i}")).exists():
+        i += 1
+    return candidate
+
+
+def read_manifest(folder: Path) -> list[str]:
+    """Names of the files an earlier run wrote into ``folder`` (empty when it kept no manifest)."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    files = data.get("files") if isinstance(data, dict) else None
+    # Names only, never paths: a manifest can at most point at files directly inside its folder.
+    return [f for f in files or [] if isinstance(f, str) and f == Path(f).name and f not in ("", ".", "..")]
+
+
+def remove_previous_run(folder: Path, keep: set[str] = frozenset()) -> list[str]:
+    """Delete the files listed in ``folder``'s manifest (except ``keep``), then the manifest itself.
+
+    Only what gtpt-deploy wrote there is touched: other files in the folder stay. Returns the removed names."""
+    removed = []
+    for name in read_manifest(folder):
+        if name in keep:
+            continue
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            (folder / name).unlink()
+            removed.append(name)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    return removed
+
+
+def write_manifest(folder: Path, files: list[str], info: dict[str, Any] | None = None) -> None:
+    """Record the files a run wrote into ``folder`` (names relative to it)."""
+    write_json(folder / MANIFEST, {**(info or {}), "files": sorted(set(files))})
 
 
 def sidecar_path(artifact: Path) -> Path:

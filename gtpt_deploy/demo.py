@@ -47,7 +47,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ``say`` receives a line per stage (the CLI passes ``click.echo``).
     """
     from .export import export_onnx
-    from .runtime.run import run_images
+    from .runtime.run import run_inputs
     from .eval.validate import validate
 
     out = Path(out_dir)
@@ -66,7 +66,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
 
     say(f"[2/3] run {exported.onnx_path.name} on {images} "
         + (f"with detector {det}" if det else "(no detector found: one box per image; pass --detector)"))
-    summary = run_images(exported.onnx_path, [images], out / "run", detector=det, force=True, progress=True,
+    summary = run_inputs(exported.onnx_path, [images], out / "run", detector=det, force=True, progress=True,
                          threads=threads)
     say("\n".join(summary.format_lines(out / "run")))
 

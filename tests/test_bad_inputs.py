@@ -160,7 +160,7 @@ def test_run_never_overwrites_input_photos(fake, photos, force):
     # names that cannot collide are fine: results.json only
     res = _invoke(["run", fake, photos, "--out", photos, "--no-draw", "--no-flip"])
     assert res.exit_code == 0, res.output
-    assert set(_snapshot(photos)) == set(before) | {"results.json"}
+    assert set(_snapshot(photos)) == set(before) | {"results.json", ".gtpt-run.json"}  # + the run manifest
 
 
 def test_export_output_must_be_onnx(seed0_t_checkpoint, tmp_path):
@@ -391,7 +391,8 @@ def test_every_option_named_in_a_message_exists():
     import click
 
     def options(cmd: click.Command) -> set[str]:
-        names = {o for p in cmd.params for o in getattr(p, "opts", []) if o.startswith("--")}
+        names = {o for p in cmd.params for o in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]
+                 if o.startswith("--")}
         for sub in getattr(cmd, "commands", {}).values():
             names |= options(sub)
         return names

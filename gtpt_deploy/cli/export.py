@@ -13,7 +13,7 @@ from .main import echo_json, main
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="GTPT checkpoint (.pth).")
 @click.option("--model", default=None, help="Variant name (see 'gtpt-deploy models'); detected when omitted.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default="export/<variant>_b<N>.onnx", help="ONNX file to write (a .json report goes next to it).")
+              show_default="export/<checkpoint name>_b<N>.onnx", help="ONNX file to write (a .json report goes next to it).")
 @click.option("--batch", type=int, default=None, show_default="1", help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Symbolic batch dimension instead of a static one.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17..20).")

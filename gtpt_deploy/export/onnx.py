@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifacts import ArtifactSet, check_outputs, onnx_path, sha256_file, sidecar_path
+from ..artifacts import ArtifactSet, check_outputs, checkpoint_stem, onnx_path, sha256_file, sidecar_path
 from ..errors import ExportError
 from ..eval.compare import batches_of
 from ..metadata import ModelMeta, write_onnx_meta
@@ -129,7 +129,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
 
     ``model`` is detected from the checkpoint when omitted (and must match it when given). ``batch`` is the static
     batch size (default 1); ``dynamic_batch`` makes dim 0 symbolic instead (then leave ``batch`` unset). ``output``
-    defaults to ``export/<variant>_b<N>.onnx`` (``_bdyn``) under the working directory. ``samples``: real person
+    defaults to ``export/<checkpoint name>_b<N>.onnx`` (``_bdyn``; see ``artifacts.checkpoint_stem``) under the
+    working directory. ``samples``: real person
     crops for the parity check, see :func:`load_samples` (default: the repository's demo COCO images and boxes).
     Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
     """
@@ -157,8 +158,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if model is not None:
         get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
     net = create_model(model, checkpoint)       # missing / unreadable / other variant -> CheckpointError
-    cfg = net.cfg
-    out = Path(output) if output is not None else onnx_path(cfg.name, static_batch)
+    out = Path(output) if output is not None else onnx_path(checkpoint_stem(checkpoint), static_batch)
     report = sidecar_path(out)
     created = _missing_parents(out)
     try:

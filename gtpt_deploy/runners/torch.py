@@ -46,9 +46,9 @@ class TorchRunner(Runner):
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
         apply_thread_policy()  # before torch starts OpenMP (see threads.py)
-        import torch
+        from ..models import create_model  # first: names the [export] extra when torch is missing
 
-        from ..models import create_model
+        import torch
 
         if self._module is not None:
             model = self._module.to(self.device).eval()
