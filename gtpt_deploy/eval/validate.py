@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..runtime.boxes import CachedBoxes, GroundTruthBoxes, box_source
+from ..runtime.boxes import CachedBoxes, GroundTruthBoxes
+from ..runtime.person_boxes import box_source
 from .compare import compare_keypoints
 from ..errors import GtptError, InputImageError
 from ..coco import load_annotations, to_coco_results

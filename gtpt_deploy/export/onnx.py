@@ -14,7 +14,6 @@ which ONNX Runtime rejects as an invalid model. The TorchScript exporter writes 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
-from ..errors import ExportError, InputImageError
+from ..errors import ExportError, GtptError, InputImageError
 from ..metadata import ModelMeta, write_onnx_meta
 from ..threads import apply_thread_policy
 
@@ -289,43 +288,16 @@ def default_samples() -> Path | None:
     return photos if photos.is_dir() else None
 
 
-def _person_boxes(samples: Path) -> list[tuple[Path, np.ndarray | None]]:
-    """(image, GT boxes xywh (n,4) or None = whole frame and halves) for a COCO JSON, a folder or one image."""
-    if samples.suffix.lower() == ".json":
-        from ..runtime.transforms import sanitize_gt_box
-
-        try:
-            coco = json.loads(samples.read_text())
-            images = {im["id"]: im for im in coco["images"]}
-            anns = [a for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise InputImageError(f"{samples} is not a readable COCO keypoint file ({e}); pass images instead") from None
-        folder = samples.parent / "images" if (samples.parent / "images").is_dir() else samples.parent
-        per_image: dict[Path, list[np.ndarray]] = {}
-        for a in sorted(anns, key=lambda a: -a["bbox"][2] * a["bbox"][3])[:MAX_REAL_CROPS]:
-            im = images[a["image_id"]]
-            box = sanitize_gt_box(a["bbox"], im["width"], im["height"])
-            if box is not None:
-                per_image.setdefault(folder / im["file_name"], []).append(box)
-        return [(path, np.stack(boxes)) for path, boxes in per_image.items()]
-    if samples.is_dir():
-        found = sorted(p for p in samples.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
-        if not found:
-            raise InputImageError(f"sample folder {samples} holds no .jpg/.png images; pass a folder of person photos")
-        return [(p, None) for p in found]
-    if not samples.is_file():
-        raise InputImageError(f"sample image {samples} does not exist; pass an image or a folder of person photos")
-    return [(samples, None)]
-
-
 def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """Normalized real person crops float32 (N<=12,3,H,W) for the parity check, and the image paths used.
 
-    ``samples``: a COCO keypoint JSON (GT boxes of annotated persons, images in ``images/`` next to it), a folder
-    of person photos or one photo (boxes: the whole frame and its left / right halves); None = ``default_samples()``.
+    ``samples``: a COCO keypoint JSON (up to 12 seeded GT person crops, ``runtime.crops.person_crops``; images in
+    ``images/`` next to it), a folder of person photos or one photo (boxes: the whole frame and its left / right
+    halves); None = ``default_samples()``.
     """
     import cv2
 
+    from ..runtime.crops import person_crops
     from ..runtime.images import load_image  # the one image reader: grayscale / RGBA / 16-bit handled
     from ..runtime.transforms import box_to_center_scale, crop_and_normalize
 
@@ -333,12 +305,26 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
     if source is None:
         log.warning("no sample person photos found (set GTPT_SAMPLES or pass --samples); parity uses random inputs only")
         return np.zeros((0, 3, *input_size), np.float32), []
+    if source.suffix.lower() == ".json":
+        folder = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
+        try:
+            got = person_crops(source, folder, MAX_REAL_CROPS, seed=0, input_size=input_size, at_most=True)
+        except GtptError as e:  # a --samples file that is no usable COCO keypoint file, or its images are missing
+            raise InputImageError(f"--samples: {e}") from None
+        return got.crops, sorted({str(folder / n) for n in got.file_names})
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
+        if not found:
+            raise InputImageError(f"sample folder {source} holds no .jpg/.png images; pass a folder of person photos")
+    elif not source.is_file():
+        raise InputImageError(f"sample image {source} does not exist; pass an image or a folder of person photos")
+    else:
+        found = [source]
     crops, names = [], []
-    for path, boxes in _person_boxes(source):
+    for path in found:
         rgb = cv2.cvtColor(load_image(path), cv2.COLOR_BGR2RGB)  # InputImageError for a missing / bad file
-        if boxes is None:
-            h, w = rgb.shape[:2]
-            boxes = np.array([[0, 0, w, h], [0, 0, w / 2, h], [w / 2, 0, w / 2, h]], dtype=np.float32)
+        h, w = rgb.shape[:2]
+        boxes = np.array([[0, 0, w, h], [0, 0, w / 2, h], [w / 2, 0, w / 2, h]], dtype=np.float32)
         center, scale = box_to_center_scale(boxes, input_size)
         crops.append(crop_and_normalize(rgb, center, scale, input_size))
         names.append(str(path))

@@ -89,7 +89,7 @@ def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..artifacts import check_writable, write_json
-    from .boxes import box_source
+    from .person_boxes import box_source
     from .draw import DEFAULT_KPT_THR, draw_poses
     from ..coco import to_coco_results
     from ..runners import create_runner
