@@ -19,6 +19,8 @@ _API = {
     "GTPTConfig": ".models.gtpt",
     "GtptError": ".errors",
     "export_onnx": ".export",
+    "convert_fp16": ".export.fp16",
+    "calibrate_int8": ".calib",
     "create_runner": ".runners",
 }
 __all__ = sorted(_API) + ["__version__"]
