@@ -41,30 +41,28 @@ class CropScore:
 
 
 def session_infer(model: Any, threads: int | None = None) -> InferFn:
-    """An ONNX Runtime CPU ``infer`` for an in-memory ``onnx.ModelProto`` (or serialized bytes).
+    """``infer`` for an in-memory ``onnx.ModelProto`` (or serialized bytes) on ONNX Runtime's CPU provider, through
+    the common runner (``create_runner``). A static-batch model gets padded batches of its own size.
 
     Returns a function float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays.
     """
-    import onnxruntime as ort
+    from ..runners import create_runner
 
-    data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(bytes(data), sess_options=opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    static = session.get_inputs()[0].shape[0]
-    static = static if isinstance(static, int) and static > 0 else None
+    runner = create_runner(model, threads=threads).activate()   # released with the function (session only)
+    static = runner.static_batch
 
     def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(batch)
-        if static and n != static:  # a static-batch file: run padded chunks of its own size
-            outs = [infer(np.concatenate((c, np.zeros((static - len(c), *c.shape[1:]), np.float32)))
-                          if len(c) < static else c) for c in np.array_split(batch, range(static, n, static))]
-            return (np.concatenate([o[0] for o in outs])[:n], np.concatenate([o[1] for o in outs])[:n])
-        x, y = session.run(["simcc_x", "simcc_y"], {name: np.ascontiguousarray(batch, np.float32)})
-        return x[:n], y[:n]
+        if not static or len(batch) == static:
+            return runner.infer(np.ascontiguousarray(batch, np.float32))
+        xs, ys = [], []
+        for s in range(0, len(batch), static):
+            chunk = batch[s:s + static]
+            n = len(chunk)
+            if n < static:
+                chunk = np.concatenate((chunk, np.zeros((static - n, *chunk.shape[1:]), np.float32)))
+            x, y = runner.infer(np.ascontiguousarray(chunk, np.float32))
+            xs.append(x[:n]), ys.append(y[:n])
+        return np.concatenate(xs), np.concatenate(ys)
 
     return infer
 
