@@ -85,7 +85,7 @@ class CalibrationResult:
 
 
 def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[str], images: str | os.PathLike[str],
-                   num: int = 512, method: str = "minmax", target: str = "tensorrt", max_ap_drop: float | None = None,
+                   num: int | None = 512, method: str = "minmax", target: str = "tensorrt", max_ap_drop: float | None = None,
                    eval_ann: str | os.PathLike[str] | None = None, eval_images: str | os.PathLike[str] | None = None,
                    output: str | os.PathLike[str] | None = None, force: bool = False,
                    ranges: str | os.PathLike[str] | None = None, seed: int = 0, threads: int | None = None,
@@ -94,7 +94,7 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
 
     Args:
         onnx_model: FP32 ``.onnx`` from ``gtpt-deploy export``. ann/images: COCO keypoint file and its images.
-        num: crops (seeded selection); more than the file has is an error. method: minmax / entropy / percentile.
+        num: crops (seeded selection; None: every usable person); more than the file has is an error. method: minmax / entropy / percentile.
         target: ``tensorrt`` (symmetric int8, zero points 0) or ``cpu`` (uint8 activations, fused by ONNX Runtime).
         max_ap_drop: AP budget (0-1) for the layer search; eval_ann/eval_images: its evaluation set (default: all
             crops of ``ann``). With only eval_ann, ΔAP of the default recipe is measured and recorded.

@@ -13,6 +13,8 @@ AP-budgeted search (``calib.budget``) adds the most sensitive groups. No torch i
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,6 +97,23 @@ class _Reader:
         return -(-len(self.crops) // self.batch)
 
 
+@contextlib.contextmanager
+def _quiet_ort_advice() -> Any:
+    """ORT's quantizer logs 'Please consider pre-processing...' on the root logger for every call; our graphs are
+    already simplified with shapes inferred, so the advice is noise in the CLI's output."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "pre-processing before quantization" not in record.getMessage() and \
+                "run pre-processing" not in record.getMessage()
+
+    root, f = logging.getLogger(), _Drop()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+
+
 def _static_batch(model: Any) -> int | None:
     d = model.graph.input[0].type.tensor_type.shape.dim[0]
     return d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
@@ -112,9 +131,10 @@ def collect_ranges(model: Any, crops: np.ndarray, method: str) -> Any:
     with tempfile.TemporaryDirectory(prefix="gtpt_calib_") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
-        calibrator = create_calibrator(src, list(regions.WEIGHT_OPS),
-                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=_ort_method(method), extra_options=opts)
+        with _quiet_ort_advice():
+            calibrator = create_calibrator(src, list(regions.WEIGHT_OPS),
+                                           augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=_ort_method(method), extra_options=opts)
         calibrator.collect_data(reader)
         data = calibrator.compute_data()
         del calibrator
@@ -153,10 +173,12 @@ def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
         out, src = Path(tmp) / "int8.onnx", Path(tmp) / "fp32.onnx"
         # a path, not the ModelProto: ORT 1.32 re-saves an in-memory model with external data it cannot reload
         onnx.save(model, str(src))
-        quantize_static(src, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(regions.WEIGHT_OPS),
-                        per_channel=recipe.per_channel, activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=_ort_method(recipe.method),
-                        calibration_cache_path=cache, extra_options=extra)
+        with _quiet_ort_advice():
+            quantize_static(src, out, None, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(regions.WEIGHT_OPS), per_channel=recipe.per_channel,
+                            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_quantize=nodes, calibrate_method=_ort_method(recipe.method),
+                            calibration_cache_path=cache, extra_options=extra)
         return onnx.load(str(out))
 
 

@@ -85,14 +85,14 @@ class ValidationReport:
         names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
                  for i, r in enumerate(self.rows)]
         wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
-        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'prec':>4} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} "
+        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'prec':>4} "
                   f"{'dAP':>7} {'budget':>6} {'argmax':>7} {'mean px':>8} {'max px':>8}  kept tokens/stage")
         lines = ["AP columns: COCO keypoint AP, 0-1", header, "-" * len(header)]
         for name, r in zip(names, self.rows):
             h = r.headline
             tokens = " ".join(f"{t:.3f}" for t in r.kept_tokens) if r.kept_tokens is not None else "-"
-            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {r.precision:>4} {h['AP']:6.3f} {h['AP50']:6.3f} "
-                         f"{h['AP75']:6.3f} {h['AR']:6.3f} {r.delta_AP:+7.4f} {r.budget:6.4f} "
+            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {h['AP']:6.3f} {h['AP50']:6.3f} {h['AP75']:6.3f} "
+                         f"{h['AR']:6.3f} {r.precision:>4} {r.delta_AP:+7.4f} {r.budget:6.4f} "
                          f"{r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}  {tokens}")
         verdict = "within" if self.passed else "OVER"
         lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; "
