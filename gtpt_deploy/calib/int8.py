@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -135,8 +136,10 @@ def collect_ranges(model: Any, crops: np.ndarray, method: str) -> Any:
             calibrator = create_calibrator(src, list(regions.WEIGHT_OPS),
                                            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                            calibrate_method=_ort_method(method), extra_options=opts)
-        calibrator.collect_data(reader)
-        data = calibrator.compute_data()
+        # ORT's histogram calibrators print progress on stdout; keep stdout for --json (one object)
+        with contextlib.redirect_stdout(sys.stderr):
+            calibrator.collect_data(reader)
+            data = calibrator.compute_data()
         del calibrator
     return data
 
