@@ -19,7 +19,7 @@ def fp16_cmd(model: Path, output: Path | None, force: bool, as_json: bool) -> No
     """Convert an FP32 gtpt-deploy ONNX (MODEL) to FP16: float16 weights, float32 inputs/outputs, FP32 islands.
 
     \b
-    The pruning score -> TopK path, Softmax and the gate Sigmoid stay FP32 (measured: see the recipe in
+    The pruning score -> TopK path and Softmax stay FP32 (measured: see the recipe in
     the file's gtpt.extra metadata). TensorRT 10/11 build the file as it is (strongly typed).
     Examples:
       gtpt-deploy fp16 export/gtpt_t_coco_b1.onnx
