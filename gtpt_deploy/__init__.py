@@ -20,6 +20,8 @@ _API = {
     "GTPTConfig": ".models.gtpt",
     "GtptError": ".errors",
     "export_onnx": ".export",
+    "convert_fp16": ".export.fp16",
+    "calibrate_int8": ".calib",
     "build_engine": ".engines.build",      # TensorRT (the engines stage)
     "create_runner": ".runners",
     "predict": ".runtime.predict",

@@ -53,6 +53,21 @@ def onnx_path(name: str, batch: int | None, precision: str = "fp32", root: Path 
     return (root or Path.cwd()) / EXPORT_DIR / f"{stem}.onnx"
 
 
+def precision_path(fp32_onnx: Path, precision: str) -> Path:
+    """A reduced-precision ONNX beside its FP32 source: ``foo.onnx`` -> ``foo_fp16.onnx`` / ``foo_int8.onnx``."""
+    return fp32_onnx.with_name(f"{fp32_onnx.stem}_{precision}.onnx")
+
+
+def calib_paths(fp32_onnx: Path, method: str, root: Path | None = None) -> tuple[Path, Path]:
+    """Calibration artifacts of an FP32 ONNX: ``calib/<stem>_<method>.ranges.json`` (activation ranges + manifest)
+    and ``calib/<stem>_<method>.cache`` (TensorRT legacy calibration cache), ``calib/`` under ``root`` (default: the
+    folder above the ONNX's folder when that is ``export/``, else the ONNX's own folder)."""
+    if root is None:
+        root = fp32_onnx.parent.parent if fp32_onnx.parent.name == EXPORT_DIR.name else fp32_onnx.parent
+    stem = f"{fp32_onnx.stem}_{method}"
+    return root / CALIB_DIR / f"{stem}.ranges.json", root / CALIB_DIR / f"{stem}.cache"
+
+
 def engine_path(variant: str, batch: int | None, precision: str, root: Path | None = None) -> Path:
     """Default engine location: ``engines/<variant>_b<N>_<precision>.engine``."""
     return (root or Path.cwd()) / ENGINES_DIR / f"{variant}_b{batch if batch is not None else 'dyn'}_{precision}.engine"
