@@ -20,6 +20,8 @@ _API = {
     "GtptError": ".errors",
     "export_onnx": ".export",
     "create_runner": ".runners",
+    "build_engine": ".engines",
+    "EngineResult": ".engines",
 }
 __all__ = sorted(_API) + ["__version__"]
 
