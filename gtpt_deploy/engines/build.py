@@ -127,8 +127,6 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
     side = engine_sidecar_path(out)
     if out.suffix.lower() not in (".engine", ".plan"):
         raise GtptError(f"engine output must end in .engine or .plan, got {out.name}")
-    if out.resolve() == src.resolve():
-        raise GtptError(f"output {out} is the input ONNX; choose another -o")
     for p in (out, side):
         check_writable(p, force)
     cache = Path(timing_cache) if timing_cache is not None else timing_cache_path(out)

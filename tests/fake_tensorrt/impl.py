@@ -18,9 +18,7 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
-import struct
 from collections import Counter
 from typing import Any
 

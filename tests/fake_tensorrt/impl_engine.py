@@ -172,12 +172,39 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
             return TensorIOMode.NONE
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            """Inputs: the ONNX dims, static when the profile is (min == max). Outputs: inferred from the network
+            at the profile's smallest input, batch -1 when the profile is dynamic - as TensorRT reports them."""
+            if self.get_tensor_mode(name) == TensorIOMode.OUTPUT:
+                (inp, _m), = [io for io in self._io if io[1] == TensorIOMode.INPUT]
+                lo, _opt, hi = self._header["profile"].get(inp.name) or [self.get_tensor_shape(inp.name)] * 3
+                shape = self._output_shapes(tuple(lo))[name]
+                return shape if lo == hi else (-1, *shape[1:])
             dims = self._vi(name).type.tensor_type.shape.dim
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
             prof = self._header["profile"].get(name)
             if prof is not None and prof[0] == prof[2]:  # a min == max profile makes the input static
                 shape = tuple(prof[0])
             return shape
+
+        def _output_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+            """Output shapes for one input shape (TensorRT's shape inference; here: a run of the ONNX on zeros)."""
+            cache = self.__dict__.setdefault("_shape_cache", {})
+            if input_shape not in cache:
+                (inp, _m), = [io for io in self._io if io[1] == TensorIOMode.INPUT]
+                outs = [v.name for v, m in self._io if m == TensorIOMode.OUTPUT]
+                dtype = ns["nptype"](self.get_tensor_dtype(inp.name))
+                values = self._run(outs, {inp.name: np.zeros(input_shape, dtype)})
+                cache[input_shape] = {n: tuple(v.shape) for n, v in zip(outs, values)}
+            return cache[input_shape]
+
+        def _run(self, outs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            if self._session is None:
+                import onnxruntime as ort
+
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = 1
+                self._session = ort.InferenceSession(self._onnx, opts, providers=["CPUExecutionProvider"])
+            return self._session.run(outs, feeds)
 
         def get_tensor_dtype(self, name: str) -> Any:
             return dtype_of[self._vi(name).type.tensor_type.elem_type]
@@ -219,11 +246,11 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             e = self._engine
-            static = e.get_tensor_shape(name)
             if e.get_tensor_mode(name) == TensorIOMode.INPUT:
-                return self._shapes.get(name, static)
-            batch = next(iter(self._shapes.values()), static)[0] if -1 in static else static[0]
-            return (batch, *static[1:])
+                return self._shapes.get(name, e.get_tensor_shape(name))
+            (inp, _m), = [io for io in e._io if io[1] == TensorIOMode.INPUT]
+            shape = self.get_tensor_shape(inp.name)
+            return e.get_tensor_shape(name) if -1 in shape else e._output_shapes(shape)[name]
 
         def set_tensor_address(self, name: str, memory: int) -> bool:
             assert isinstance(memory, int) and memory in STATE["memory"], "not a device pointer"
@@ -236,12 +263,6 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
             names = [e.get_tensor_name(i) for i in range(e.num_io_tensors)]
             missing = [n for n in names if n not in self._addresses]
             assert not missing, f"no address bound for {missing}"
-            if e._session is None:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = 1
-                e._session = ort.InferenceSession(e._onnx, opts, providers=["CPUExecutionProvider"])
             feeds = {}
             for n in names:
                 if e.get_tensor_mode(n) == TensorIOMode.INPUT:
@@ -251,7 +272,7 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
                     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
                     feeds[n] = STATE["memory"][self._addresses[n]][:nbytes].view(dtype).reshape(shape).copy()
             outs = [n for n in names if e.get_tensor_mode(n) == TensorIOMode.OUTPUT]
-            for n, value in zip(outs, e._session.run(outs, feeds)):
+            for n, value in zip(outs, e._run(outs, feeds)):
                 raw = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
                 block = STATE["memory"][self._addresses[n]]
                 if raw.size > block.size:
