@@ -40,7 +40,7 @@ def precision_stage(precision: str) -> Callable[..., Any] | None:
                         f"gtpt-deploy build MODEL_{precision}.onnx") from None
 
 
-def _onnx_of(result: Any) -> Path:
+def stage_output(result: Any) -> Path:
     """The ONNX path a stage returned: a path, or a result object with ``onnx_path`` / ``output`` / ``path``."""
     if isinstance(result, (str, os.PathLike)):
         return Path(result)
@@ -83,8 +83,8 @@ def build_from_checkpoint(checkpoint: str | os.PathLike[str], precision: str = "
                            dynamic_batch=dynamic_batch is not None, force=force)
     onnx = Path(exported.onnx_path)
     if precision == "fp16":
-        onnx = _onnx_of(stage(onnx, force=force))  # type: ignore[misc]
+        onnx = stage_output(stage(onnx, force=force))  # type: ignore[misc]
     elif precision == "int8":
-        onnx = _onnx_of(stage(onnx, ann=calib_ann, images=calib_images, force=force))  # type: ignore[misc]
+        onnx = stage_output(stage(onnx, ann=calib_ann, images=calib_images, force=force))  # type: ignore[misc]
     return build_engine(onnx, dynamic_batch=dynamic_batch, workspace_gib=workspace_gib, timing_cache=timing_cache,
                         opt_level=opt_level, gpu=gpu, output=output, force=force, progress=progress)
