@@ -27,9 +27,9 @@ def create_runner(path: str | Path, device: str = "cpu", **options: object) -> R
     """The runner for an artifact, chosen by its suffix; use it as a context manager.
 
     ``.pth``/``.pt`` -> PyTorch (variant detected from the weights), ``.onnx`` -> ONNX Runtime (configured from the
-    file's metadata), ``.engine``/``.plan`` -> TensorRT (a later release). ``device``: ``cpu``, ``cuda``, or for
-    ONNX also ``tensorrt`` (the ONNX Runtime execution provider). Extra ``options`` go to the backend
-    (``threads`` for ONNX Runtime).
+    file's metadata), ``.engine``/``.plan`` -> TensorRT (with its ``.engine.json`` sidecar; always on a GPU,
+    ``cuda:N`` picks which). ``device``: ``cpu``, ``cuda``, or for ONNX also ``tensorrt`` (the ONNX Runtime execution
+    provider). Extra ``options`` go to the backend (``threads`` for ONNX Runtime).
 
     Example::
 

@@ -35,6 +35,24 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def _gpu_install_hint() -> str:
+    """How to get the GPU providers; names the clash when the CPU and GPU packages are both installed."""
+    from importlib import metadata
+
+    def installed(dist: str) -> bool:
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    fix = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+    if installed("onnxruntime") and installed("onnxruntime-gpu"):
+        return (f"onnxruntime and onnxruntime-gpu are both installed and share the import name, so the CPU one may "
+                f"win: {fix} (or use --device cpu)")
+    return f"install the GPU package without the CPU one: {fix} (see README, ONNX Runtime on GPU), or use --device cpu"
+
+
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on ``device`` (cpu / cuda / tensorrt), refusing silent CPU fallbacks.
 
@@ -49,8 +67,7 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     available = ort.get_available_providers()
     if wanted[0] not in available:
         raise GtptError(f"device '{device}' needs ONNX Runtime's {wanted[0]}, but this onnxruntime "
-                        f"{ort.__version__} only has {', '.join(available)}; install onnxruntime-gpu in an "
-                        f"environment without the CPU onnxruntime (pip install 'gtpt-deploy[gpu]') or use --device cpu")
+                        f"{ort.__version__} only has {', '.join(available)}; {_gpu_install_hint()}")
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"ONNX model {path} does not exist; pass the path of an exported .onnx file")
