@@ -184,3 +184,35 @@ def test_checkpoint_precision_stages(fake_trt, monkeypatch, tmp_path):
     res = _cli(["build", tmp_path / "x.onnx"])
     assert res.exit_code == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_chain_exports_converts_and_builds(fake_trt, monkeypatch, tmp_path):
+    """build CHECKPOINT: export (the options' batch) -> precision stage -> build, as plain functions in a row."""
+    import gtpt_deploy.export
+    from gtpt_deploy.engines import chain
+
+    calls = []
+
+    def fake_export(checkpoint, batch=None, dynamic_batch=False, force=False, **kw):
+        calls.append(("export", batch, dynamic_batch, force))
+        path = write_fake_pose_onnx(tmp_path / f"exported_{len(calls)}.onnx", batch=None if dynamic_batch else batch)
+        return type("ExportResult", (), {"onnx_path": path})()
+
+    def fake_fp16(onnx_path, force=False):
+        calls.append(("fp16", Path(onnx_path).name, force))
+        return onnx_path  # a stage may return the path itself
+
+    monkeypatch.setattr(gtpt_deploy.export, "export_onnx", fake_export)
+    res = _cli(["build", "models/gtpt_t_coco_sample.pth", "--precision", "fp32", "--batch", "2",
+                "-o", tmp_path / "a.engine", "--json"])
+    assert res.exit_code == 0, res.output
+    assert calls == [("export", 2, False, False)] and json.loads(res.stdout)["profile"]["static_batch"] == 2
+
+    monkeypatch.setattr(chain, "precision_stage", lambda p: fake_fp16 if p == "fp16" else None)
+    res = _cli(["build", "models/gtpt_t_coco_sample.pth", "--precision", "fp16", "--dynamic-batch", "1,2,4",
+                "-o", tmp_path / "b.engine", "--force", "--json"])
+    assert res.exit_code == 0, res.output
+    assert calls[1:] == [("export", None, True, True), ("fp16", "exported_2.onnx", True)]
+    assert json.loads(res.stdout)["profile"]["max"] == [4, 3, 256, 192]
+    res = _cli(["build", onnx_path := tmp_path / "exported_1.onnx", "--precision", "fp16"])
+    assert res.exit_code == 2 and f"{onnx_path.name} is an ONNX file" in res.stderr

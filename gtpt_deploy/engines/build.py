@@ -202,11 +202,16 @@ def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile,
 def _inspect(api: TensorRT, plan: bytes) -> dict[str, Any] | None:
     """Per-layer precision summary of the built plan via the engine inspector; None when it is not available."""
     trt = api.trt
+    # the logger and runtime are kept in locals while the engine lives: TensorRT requires both to outlive it
+    logger = api.make_logger()
+    runtime = trt.Runtime(logger)
     try:
-        engine = trt.Runtime(api.make_logger()).deserialize_cuda_engine(plan)
+        engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
             return None
-        info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+        inspector = engine.create_engine_inspector()
+        info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        del inspector, engine
     except (AttributeError, RuntimeError, TypeError) as e:  # an older binding without the inspector
         log.debug("engine inspector not available: %s", e)
         return None

@@ -84,7 +84,7 @@ class TrtRunner(Runner):
         self._buffers: dict[str, int] = {}
         self._gpu_name = ""
         self._stream: int | None = None
-        self._context = self._engine = self._runtime = self._trt = None
+        self._context = self._engine = self._runtime = self._trt = self._logger = None
 
     # ------------------------------------------------------------------ activation
     def _activate(self) -> tuple[ModelMeta, int | None]:
@@ -99,7 +99,8 @@ class TrtRunner(Runner):
                                 f"recorded ({side.get('engine_bytes', '?')} bytes): truncated or replaced; "
                                 f"rebuild it: {self._rebuild(side)}")
         trt = api.trt
-        logger = api.make_logger()
+        # TensorRT requires the logger and the runtime to outlive every engine and context made from them
+        self._logger = logger = api.make_logger()
         self._runtime = trt.Runtime(logger)
         engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
@@ -203,7 +204,7 @@ class TrtRunner(Runner):
                 mem.destroy_stream(self._stream)
         self._buffers, self._stream, self._mem = {}, None, None
         # the context must go before the engine, the engine before the runtime
-        self._context = self._engine = self._runtime = None
+        self._context = self._engine = self._runtime = self._logger = None
 
     def _deactivate(self) -> None:
         self._release()
