@@ -71,7 +71,8 @@ def test_engine_runs_and_validates_like_its_onnx(fake_trt, sample_onnx_b8, tmp_p
     images = [PEOPLE / "zidane.jpg"]
     outs = {}
     for name, artifact in (("onnx", onnx_path), ("engine", engine)):
-        res = _cli(["run", artifact, *images, "--out", tmp_path / name, "--no-draw", "--threads", "1"])
+        device = ["--device", "cuda"] if name == "engine" else []
+        res = _cli(["run", artifact, *images, "--out", tmp_path / name, "--no-draw", "--threads", "1", *device])
         assert res.exit_code == 0, res.output
         outs[name] = json.loads((tmp_path / name / "results.json").read_text())
     assert len(outs["engine"]) == len(outs["onnx"]) > 0
@@ -79,7 +80,7 @@ def test_engine_runs_and_validates_like_its_onnx(fake_trt, sample_onnx_b8, tmp_p
         assert a["image_id"] == b["image_id"] and np.allclose(a["keypoints"], b["keypoints"], atol=1e-4)
 
     res = _cli(["validate", onnx_path, engine, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
-                "--threads", "1", "--max-ap-drop", "0", "--json"])
+                "--threads", "1", "--max-ap-drop", "0", "--device", "cuda", "--baseline-device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
     base, cand = json.loads(res.stdout)["rows"]
     assert cand["AP"] == base["AP"] and cand["delta_AP"] == 0.0 and cand["argmax_agreement"] == 1.0
@@ -126,7 +127,7 @@ def test_gpu_mismatch_is_refused(fake_trt, onnx_dyn, tmp_path):
                                             r"\(compute capability 9\.0\); rebuild it on this GPU: gtpt-deploy build"):
         create_runner(engine).activate()
     fake_trt.reset_state(devices=[])
-    res = _cli(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--no-draw"])
+    res = _cli(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--no-draw", "--device", "cuda"])
     assert res.exit_code == 2 and "no CUDA device" in res.stderr and "Traceback" not in res.output
 
 
@@ -134,7 +135,7 @@ def test_truncated_plan_and_missing_sidecar(fake_trt, onnx_dyn, tmp_path):
     engine = build_engine(onnx_dyn, batch=2, output=tmp_path / "m.engine", progress=False).engine_path
     data = engine.read_bytes()
     engine.write_bytes(data[: len(data) // 2])
-    res = _cli(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--no-draw"])
+    res = _cli(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--no-draw", "--device", "cuda:0"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1 and "truncated or replaced" in res.stderr
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import engine_sidecar_path, sha256_file
-from ..errors import ArtifactError, RunnerInputError
+from ..errors import ArtifactError, GtptError, RunnerInputError
 from ..metadata import ModelMeta
 from . import cuda_mem
-from .base import Runner
+from .base import Runner, parse_device
 from .trt_api import load_tensorrt
 
 log = logging.getLogger(__name__)
@@ -52,17 +52,12 @@ def read_engine_sidecar(engine: Path) -> dict[str, Any]:
 
 
 def _gpu_index(device: str) -> int:
-    """``cuda:N`` -> N; anything else (the CLI's default ``cpu``, ``cuda``, ``tensorrt``) -> GPU 0.
-
-    An engine cannot run anywhere but on a GPU, and ``run`` / ``validate`` pass their ``--device`` (default cpu,
-    meant for the ONNX and PyTorch baselines) to every runner, so it only picks the GPU index here.
-    """
-    if device.startswith("cuda:"):
-        try:
-            return int(device.split(":", 1)[1])
-        except ValueError:
-            raise RunnerInputError(f"expected a device like cuda:0, got '{device}'") from None
-    return 0
+    """``cuda`` -> 0, ``cuda:N`` -> N; ``cpu`` is refused: an engine runs nowhere but on an NVIDIA GPU."""
+    kind, index = parse_device(device)
+    if kind != "cuda":
+        raise GtptError(f"TensorRT engines run on a CUDA GPU, got --device {device}; pass --device cuda (or cuda:N) "
+                        f"for the engine, and --baseline-device cpu in validate to keep a CPU baseline")
+    return int(index or 0)
 
 
 class TrtRunner(Runner):
@@ -70,7 +65,7 @@ class TrtRunner(Runner):
 
     Args:
         path: ``.engine`` / ``.plan`` file with its ``.engine.json`` sidecar beside it.
-        device: ``cuda:N`` selects GPU N; other values use GPU 0 (see :func:`_gpu_index`).
+        device: ``cuda`` (GPU 0) or ``cuda:N``; ``cpu`` is refused.
         threads: ignored (accepted so that every backend takes the same options).
     """
 
