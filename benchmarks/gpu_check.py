@@ -77,24 +77,12 @@ def _graph_times(runner: Any, batch: np.ndarray, warmup: int, iters: int) -> dic
     return out
 
 
-def _crops(input_size: tuple[int, int]) -> np.ndarray:
-    from gtpt_deploy.export.onnx import load_samples
+def _crops(input_size: tuple[int, int], num: int = 64) -> np.ndarray:
+    """Seeded GT person crops of the val subset, through the exact inference preprocessing."""
+    from gtpt_deploy.runtime.crops import person_crops
 
-    crops, _ = load_samples(VAL / "person_keypoints_val2017_subset.json", input_size)
-    return crops
-
-
-def _agreement(base: Any, cand: Any, crops: np.ndarray) -> dict[str, float]:
-    diffs, agree, total = [], 0, 0
-    for i in range(0, len(crops), 8):
-        x = crops[i:i + 8]
-        pad = np.concatenate([x, np.zeros((8 - len(x), *x.shape[1:]), np.float32)]) if len(x) < 8 else x
-        for b, c in zip(base.infer(pad), cand.infer(pad)):
-            b, c = b[:len(x)], c[:len(x)]
-            diffs.append(float(np.abs(b - c).max()))
-            agree += int((b.argmax(-1) == c.argmax(-1)).sum())
-            total += b.shape[0] * b.shape[1]
-    return {"max_abs_diff": max(diffs), "argmax_agreement": agree / total}
+    return person_crops(VAL / "person_keypoints_val2017_subset.json", VAL / "images", num=num,
+                        input_size=input_size).crops
 
 
 def check_variant(v: str, ckpt: Path | None, precisions: list[str], out: Path, args: argparse.Namespace,
@@ -103,6 +91,7 @@ def check_variant(v: str, ckpt: Path | None, precisions: list[str], out: Path, a
 
     from gtpt_deploy.engines import build_engine
     from gtpt_deploy.engines.chain import precision_stage, stage_output
+    from gtpt_deploy.eval.compare import compare_runners
     from gtpt_deploy.eval.validate import validate
     from gtpt_deploy.export import export_onnx
     from gtpt_deploy.models import create_model, save_checkpoint
@@ -116,7 +105,7 @@ def check_variant(v: str, ckpt: Path | None, precisions: list[str], out: Path, a
         save_checkpoint(create_model(name), ckpt)
     fp32 = Path(export_onnx(ckpt, dynamic_batch=True, output=out / "onnx" / f"{name}_bdyn.onnx", force=True).onnx_path)
     crops = _crops((256, 192))
-    x1, x8 = crops[:1], np.concatenate([crops] * 8)[:8]
+    x1, x8 = crops[:1], crops[:8]
     with create_runner(ckpt, device="cuda") as torch_runner:
         torch_t = {f"b{b}": _times(lambda x=x: torch_runner.infer(x), args.warmup, args.iters)
                    for b, x in ((1, x1), (8, x8))}
@@ -136,12 +125,13 @@ def check_variant(v: str, ckpt: Path | None, precisions: list[str], out: Path, a
                 row.update(engine=str(eng.engine_path), build_s=eng.build_seconds, layers=eng.layers,
                            tensorrt=eng.tensorrt_version, gpu=eng.gpu)
                 with create_runner(eng.engine_path, device="cuda:0") as trt_runner:
-                    row["vs_torch"] = _agreement(torch_runner, trt_runner, crops)
+                    row["vs_torch"] = compare_runners(torch_runner, trt_runner, crops, batch=8).to_dict()
                     row["latency"] = {f"b{b}": _times(lambda x=x: trt_runner.infer(x), args.warmup, args.iters)
                                       for b, x in ((1, x1), (8, x8))}
                     row["device_only_b8"] = _graph_times(trt_runner, x8, args.warmup, args.iters)
                 rep = validate(ckpt, [eng.engine_path], VAL / "person_keypoints_val2017_subset.json",
-                               VAL / "images", boxes="gt", batch=8, device="cuda", max_ap_drop=100.0)
+                               VAL / "images", boxes="gt", batch=8, device="cuda", baseline_device="cuda",
+                               max_ap_drop=1.0)
                 base, cand = rep.rows
                 row["AP"] = {"torch": base.AP, "engine": cand.AP, "delta": cand.delta_AP}
             except Exception as e:  # noqa: BLE001 - one failed cell must not hide the others
