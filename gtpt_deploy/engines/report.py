@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -63,7 +63,6 @@ class EngineResult:
     trtexec: str
     rebuild_command: str
     strongly_typed: bool = True
-    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,7 +76,7 @@ class EngineResult:
             "build": {"seconds": round(self.build_seconds, 3), "workspace_gib": self.workspace_gib,
                       "opt_level": self.opt_level, "timing_cache": self.timing_cache},
             "layers": self.layers,
-            "trtexec": self.trtexec, "rebuild_command": self.rebuild_command, "warnings": self.warnings,
+            "trtexec": self.trtexec, "rebuild_command": self.rebuild_command,
         }
 
     def format_report(self) -> str:

@@ -13,6 +13,7 @@ This module and ``engines/`` are the only ones that touch ``tensorrt`` (through 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import engine_sidecar_path, sha256_file
+from ..artifacts import engine_sidecar_path
 from ..errors import ArtifactError, GtptError, RunnerInputError
 from ..metadata import ModelMeta
 from . import cuda_mem
@@ -89,7 +90,7 @@ class TrtRunner(Runner):
         mem, gpu = cuda_mem.open_gpu(self.gpu)
         self._check_built_here(side, api.version, gpu)
         plan = self.path.read_bytes()
-        if len(plan) != side.get("engine_bytes", len(plan)) or sha256_file(self.path) != side["engine_sha256"]:
+        if len(plan) != side.get("engine_bytes", len(plan)) or hashlib.sha256(plan).hexdigest() != side["engine_sha256"]:
             raise ArtifactError(f"{self.path.name} is {len(plan)} bytes and does not match the sha256 its sidecar "
                                 f"recorded ({side.get('engine_bytes', '?')} bytes): truncated or replaced; "
                                 f"rebuild it: {self._rebuild(side)}")
@@ -100,6 +101,7 @@ class TrtRunner(Runner):
         engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
             why = logger.errors[-1] if logger.errors else "no reason given"
+            self._release()
             raise ArtifactError(f"TensorRT {api.version} could not deserialize {self.path.name} ({why}); "
                                 f"rebuild it: {self._rebuild(side)}")
         self._engine, self._trt, self._mem, self._gpu_name = engine, trt, mem, gpu.name
