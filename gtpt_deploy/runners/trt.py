@@ -90,7 +90,8 @@ class TrtRunner(Runner):
         mem, gpu = cuda_mem.open_gpu(self.gpu)
         self._check_built_here(side, api.version, gpu)
         plan = self.path.read_bytes()
-        if len(plan) != side.get("engine_bytes", len(plan)) or hashlib.sha256(plan).hexdigest() != side["engine_sha256"]:
+        digest = hashlib.sha256(plan).hexdigest()
+        if len(plan) != side.get("engine_bytes", len(plan)) or digest != side["engine_sha256"]:
             raise ArtifactError(f"{self.path.name} is {len(plan)} bytes and does not match the sha256 its sidecar "
                                 f"recorded ({side.get('engine_bytes', '?')} bytes): truncated or replaced; "
                                 f"rebuild it: {self._rebuild(side)}")

@@ -142,7 +142,8 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
 
     flags = {"STRONGLY_TYPED": 1, "PREFER_AOT_PYTHON_PLUGINS": 2, "PREFER_JIT_PYTHON_PLUGINS": 3}
     NetworkDefinitionCreationFlag = enum.IntEnum(
-        "NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, **flags} if v10 else {k: v - 1 for k, v in flags.items()})
+        "NetworkDefinitionCreationFlag",
+        {"EXPLICIT_BATCH": 0, **flags} if v10 else {k: v - 1 for k, v in flags.items()})
     common_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS", "SAFETY_SCOPE",
                     "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "STRIP_PLAN", "REFIT_IDENTICAL"]
     precision_flags = ["FP16", "BF16", "INT8", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
@@ -359,7 +360,8 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
     from .impl_engine import make_engine_api
 
     api = dict(
-        __version__=version, ILogger=ILogger, Logger=Logger, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+        __version__=version, ILogger=ILogger, Logger=Logger,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
         BuilderFlag=BuilderFlag, MemoryPoolType=MemoryPoolType, ProfilingVerbosity=ProfilingVerbosity,
         LayerInformationFormat=LayerInformationFormat, TensorIOMode=TensorIOMode, DataType=DataType,
         ErrorCode=ErrorCode, nptype=nptype, volume=volume, IHostMemory=IHostMemory, ITensor=ITensor,
