@@ -22,13 +22,14 @@ _API = {
     "export_onnx": ".export",
     "convert_fp16": ".export.fp16",
     "calibrate_int8": ".calib",
-    "build_engine": ".engines.build",      # TensorRT (the engines stage)
+    "build_engine": ".engines",            # TensorRT (the engines stage)
     "create_runner": ".runners",
     "predict": ".runtime.predict",
     "Pose": ".runtime.predict",
     "ImagePrediction": ".runtime.predict",
     "evaluate": ".eval.metrics",
     "validate": ".eval.validate",
+    "EngineResult": ".engines",
 }
 __all__ = sorted(_API) + ["__version__"]
 

@@ -119,6 +119,20 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_suffix(".json")
 
 
+def engine_sidecar_path(engine: Path) -> Path:
+    """The JSON sidecar of a TensorRT engine: ``foo.engine`` -> ``foo.engine.json``.
+
+    Not ``foo.json``: an engine usually sits beside the ONNX it was built from (``-o export/foo.engine``), whose
+    export report already owns ``foo.json``; the full engine name keeps the two apart.
+    """
+    return engine.with_name(engine.name + ".json")
+
+
+def timing_cache_path(engine: Path) -> Path:
+    """Default TensorRT timing cache: ``timing.cache`` in the engine's folder, shared by every build there."""
+    return engine.parent / "timing.cache"
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
