@@ -36,6 +36,10 @@ def create_runner(path: str | Path, device: str = "cpu", **options: object) -> R
         with create_runner("export/gtpt_t_coco_b1.onnx") as runner:
             simcc_x, simcc_y = runner.infer(crops)   # float32 (B,3,256,192) -> (B,K,384), (B,K,512)
     """
+    if str(path).startswith("triton://"):  # a served model, not a file (Path() would fold the '//')
+        from .triton import TritonRunner
+
+        return TritonRunner(str(path), device=device, **options)  # type: ignore[arg-type]
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:

@@ -161,6 +161,8 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
         raise GtptError(f"--backend must be onnxruntime or python, got '{backend}'")
     if pipeline and detector is None:
         raise GtptError("--pipeline needs --detector (a person detector ONNX with dets/labels outputs)")
+    if detector is not None and not pipeline:
+        raise GtptError("--detector is used by the pipeline model only; add --pipeline or leave out --detector")
     names = [cfg.check_name(name or default_name(p)) for p in paths]
     taken = names + ([cfg.PIPELINE_NAME] if pipeline else [])
     if len(set(taken)) != len(taken):
@@ -205,7 +207,8 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
 def _write_model(root: Path, name: str, plan: _Plan, instances: int, kind: str) -> ModelEntry:
     version = root / name / "1"
     version.mkdir(parents=True)
-    params = {"gtpt_variant": plan.meta.variant, "gtpt_precision": plan.meta.precision}
+    # the whole ModelMeta travels in the config: a TritonRunner configures the pre/post-processing from it
+    params = {"gtpt_meta": json.dumps(plan.meta.to_dict(), separators=(",", ":"))}
     if plan.platform == "python":
         params.update(onnx_file=plan.model_file, device=kind)
         config = cfg.pose_config(name, plan.io, backend="python", max_batch=plan.max_batch, instances=instances,
