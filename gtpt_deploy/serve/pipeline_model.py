@@ -50,8 +50,9 @@ class BlsRunner(Runner):
         response = request.exec()
         if response.has_error():
             raise GtptError(f"pose model {self.model} failed: {response.error().message()}")
-        x, y = (pb.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names)
-        return np.asarray(x), np.asarray(y)
+        # copies: as_numpy() views the response's shared memory, which the next request may reuse
+        x, y = (np.array(pb.get_output_tensor_by_name(response, n).as_numpy()) for n in self.output_names)
+        return x, y
 
 
 class TritonPythonModel:

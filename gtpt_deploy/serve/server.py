@@ -16,6 +16,7 @@ stopped with its whole process group (the stubs are its children). No torch impo
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -33,10 +34,30 @@ from typing import Sequence
 
 from ..errors import GtptError
 
-# The server environment: PyTriton 0.7.0 bundles tritonserver 2.51; numpy<2 is its requirement; opencv and
-# onnxruntime are what the Python-backend models import (opencv 4.12+ needs numpy 2).
-SERVER_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "numpy<2", "onnxruntime", "opencv-python-headless<4.12")
+PYTRITON = "nvidia-pytriton==0.7.0"  # bundles tritonserver 2.51; its Python-backend stub needs numpy<2
 HOST = "127.0.0.1"
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def server_requirements() -> tuple[list[str], list[str]]:
+    """What the server environment gets: (``pip install`` list, ``pip install --no-deps`` list).
+
+    onnxruntime and OpenCV are pinned to the versions of *this* environment: the pipeline model's crops and the
+    pose model's logits are then bit-identical to ``run`` in-process (OpenCV 4.11 and 5.x warp crops differently).
+    OpenCV goes in without its dependencies: its wheels declare numpy>=2 but run with the numpy 1.26 the stub needs.
+    """
+    ort = _installed("onnxruntime")
+    cv = _installed("opencv-python-headless") or _installed("opencv-python")
+    pip = [PYTRITON, "numpy<2", f"onnxruntime=={ort}" if ort else "onnxruntime"]
+    if cv is None:
+        return pip + ["opencv-python-headless<4.12"], []
+    return pip, [f"opencv-python-headless=={cv}"]
 
 
 class TritonServerError(GtptError):
@@ -44,42 +65,42 @@ class TritonServerError(GtptError):
 
 
 def default_env_path() -> Path:
-    """``$GTPT_TRITON_ENV``, else a cache folder named after the Python version and the pinned requirements."""
+    """``$GTPT_TRITON_ENV``, else a cache folder named after the Python version and :func:`server_requirements`."""
     if os.environ.get("GTPT_TRITON_ENV"):
         return Path(os.environ["GTPT_TRITON_ENV"])
-    tag = hashlib.sha256("\n".join(SERVER_REQUIREMENTS).encode()).hexdigest()[:10]
+    tag = hashlib.sha256(json.dumps(server_requirements()).encode()).hexdigest()[:10]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "gtpt-deploy" / f"triton-server-py{sys.version_info[0]}.{sys.version_info[1]}-{tag}"
 
 
 def ensure_server_env(path: Path | None = None, python: str = sys.executable, timeout: float = 900) -> Path:
-    """Find, or create with ``python -m venv`` + pip, the environment holding :data:`SERVER_REQUIREMENTS`.
+    """Find, or create with ``python -m venv`` + pip, the environment holding :func:`server_requirements`.
 
     A marker file written last makes a half-built environment (interrupted install) be rebuilt, not used.
-    Takes ~30-90 s the first time (a 55 MB wheel plus onnxruntime and opencv), nothing afterwards.
+    Takes ~30-90 s the first time (a 55 MB wheel plus onnxruntime and OpenCV), nothing afterwards.
     """
     path = Path(path or default_env_path())
     marker = path / "gtpt-server-requirements.json"
-    if marker.is_file() and json.loads(marker.read_text()) == list(SERVER_REQUIREMENTS):
+    pip, nodeps = server_requirements()
+    if marker.is_file() and json.loads(marker.read_text()) == [pip, nodeps]:
         return path
     shutil.rmtree(path, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    steps = [[python, "-m", "venv", str(path)],
-             [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-              *SERVER_REQUIREMENTS]]
+    install = [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    steps = [[python, "-m", "venv", str(path)], install + pip] + ([install + ["--no-deps", *nodeps]] if nodeps else [])
     deadline = time.monotonic() + timeout
     for cmd in steps:
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise TritonServerError(f"setting up the Triton server environment {path} took over {timeout:.0f} s "
-                                    f"({' '.join(cmd[:4])} ...); check the network to PyPI") from None
+                                    f"({' '.join(cmd[-3:])}); check the network to PyPI") from None
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise TritonServerError(f"could not set up the Triton server environment {path}: {' '.join(cmd[:4])} "
-                                    f"failed ({tail[0]}); install {' '.join(SERVER_REQUIREMENTS)} into a "
-                                    f"Python >= 3.8 venv and pass it as GTPT_TRITON_ENV")
-    marker.write_text(json.dumps(list(SERVER_REQUIREMENTS)))
+            raise TritonServerError(f"could not set up the Triton server environment {path}: {' '.join(cmd[-3:])} "
+                                    f"failed ({tail[0]}); install {' '.join(pip + nodeps)} into a Python 3.8-3.13 "
+                                    f"venv yourself and pass it as GTPT_TRITON_ENV")
+    marker.write_text(json.dumps([pip, nodeps]))
     return path
 
 
@@ -101,14 +122,14 @@ def find_server(env: Path) -> ServerDist:
     python = env / "bin" / "python"
     if not python.exists():
         raise TritonServerError(f"{env} is not a Python environment (no bin/python); create it with "
-                                f"ensure_server_env or pass a venv holding {SERVER_REQUIREMENTS[0]}")
+                                f"ensure_server_env or pass a venv holding {PYTRITON}")
     r = subprocess.run([str(python), "-c", "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); "
                         "print(sysconfig.get_config_var('LIBDIR') or '')"], capture_output=True, text=True, timeout=60)
     version, libdir = (r.stdout.splitlines() + ["", ""])[:2]
     found = sorted(env.glob("lib/python*/site-packages/pytriton/tritonserver"))
     if r.returncode != 0 or not found:
-        raise TritonServerError(f"{env} has no PyTriton server (pytriton/tritonserver); pip install "
-                                f"{' '.join(SERVER_REQUIREMENTS)} there")
+        raise TritonServerError(f"{env} has no PyTriton server (pytriton/tritonserver); pip install {PYTRITON} "
+                                f"'numpy<2' there")
     root = found[0]
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
