@@ -147,3 +147,19 @@ def test_server_that_never_gets_ready_is_stopped_with_its_log_tail(tmp_path):
     assert server.process is None
     with pytest.raises(ProcessLookupError):  # stopped, and reaped
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_triton_urls_are_parsed_and_a_missing_server_is_one_line(tmp_path):
+    from gtpt_deploy.errors import GtptError
+    from gtpt_deploy.runners import create_runner
+    from gtpt_deploy.runners.triton import parse_url
+    from gtpt_deploy.serve.server import free_port
+
+    assert parse_url("triton://127.0.0.1:8000/gtpt_pose") == ("127.0.0.1:8000", "gtpt_pose", "")
+    assert parse_url("triton://localhost:9/pose/2") == ("localhost:9", "pose", "2")
+    with pytest.raises(GtptError, match="expected a Triton model address"):
+        create_runner("triton://127.0.0.1/gtpt_pose")
+    port = free_port()  # nothing listens there
+    with pytest.raises(GtptError, match=f"no Triton server at 127.0.0.1:{port}"):
+        with create_runner(f"triton://127.0.0.1:{port}/gtpt_pose"):
+            pass

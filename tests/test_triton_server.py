@@ -62,14 +62,17 @@ def served(triton_env, sample_dyn_onnx, detector, tmp_path_factory):
 
 
 def test_validate_through_triton_gives_the_onnx_ap(served, sample_dyn_onnx):
-    from gtpt_deploy.eval.validate import validate
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
 
     url = f"triton://{served.url}/gtpt_pose"
-    report = validate(sample_dyn_onnx, [url], DEMO / "person_keypoints_demo.json", DEMO / "images", boxes="gt",
-                      max_ap_drop=0.0)
-    base, cand = report.rows
-    assert cand.runner.startswith("triton [") and "python" in cand.runner
-    assert base.AP > 0.5 and cand.AP == base.AP and cand.argmax_agreement == 1.0, report.to_dict()
+    r = CliRunner().invoke(main, ["validate", str(sample_dyn_onnx), url, "--ann", str(DEMO / "person_keypoints_demo.json"),
+                                  "--images", str(DEMO / "images"), "--max-ap-drop", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    base, cand = json.loads(r.stdout)["rows"]
+    assert cand["runner"].startswith("triton [") and "python" in cand["runner"]
+    assert base["AP"] > 0 and cand["AP"] == base["AP"] and cand["argmax_agreement"] == 1.0, (base, cand)
 
 
 def _pipeline(url: str, path: Path) -> dict[str, np.ndarray]:
@@ -134,7 +137,7 @@ def test_onnxruntime_platform_fails_to_load_here_with_the_servers_message(served
     c = cfg.parse((served.repo / "gtpt_native" / "config.pbtxt").read_text())
     assert c.platform == "onnxruntime_onnx" and c.max_batch_size == 8
     error = served.load_model("gtpt_native")
-    assert error is not None and "gtpt_native" in error and re.search(r"backend|onnxruntime", error), error
+    assert error is not None and "gtpt_native" in error and "unable to find backend library" in error, error
 
 
 @pytest.mark.skip(reason="needs a GPU machine with NVIDIA's tritonserver container (onnxruntime_onnx / tensorrt_plan "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import echo_json, main
+from .main import ARTIFACT, echo_json, main
 
 
 @main.command("evaluate")
@@ -36,8 +36,8 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
 
 
 @main.command("validate")
-@click.argument("baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("candidates", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("baseline", type=ARTIFACT)
+@click.argument("candidates", nargs=-1, required=True, type=ARTIFACT)
 @click.option("--ann", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="COCO / COCO-WholeBody keypoint annotation file.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -56,7 +56,7 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
-def validate_cmd(baseline: Path, candidates: tuple[Path, ...], ann: Path, images: Path, boxes: str | None,
+def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: Path, images: Path, boxes: str | None,
                  detector: Path | None, box_thr: float | None, max_ap_drop: float, no_flip: bool, batch: int | None,
                  device: str, as_json: bool, threads: int | None) -> None:
     """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.

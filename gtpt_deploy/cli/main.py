@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,6 +27,20 @@ class _Group(click.Group):
         except GtptError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+
+
+class ArtifactArg(click.ParamType):
+    """An existing artifact file (-> Path) or a served model ``triton://HOST:PORT/NAME`` (-> str, kept as typed)."""
+
+    name = "artifact"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith("triton://"):
+            return value
+        return click.Path(exists=True, dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
+ARTIFACT = ArtifactArg()
 
 
 def echo_json(data: Any) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from .main import main
+from .main import ARTIFACT, main
 
 
 @main.command("run")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", type=ARTIFACT)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Person detector ONNX with dets/labels outputs (e.g. RTMDet-nano person).")
@@ -32,7 +32,7 @@ from .main import main
 @click.option("--force", is_flag=True, help="Overwrite results.json / annotated images from an earlier run.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
-def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, boxes_json: Path | None,
+def run_cmd(artifact: Path | str, inputs: tuple[Path, ...], detector: Path | None, boxes_json: Path | None,
             box_thr: float | None, out_dir: Path, no_flip: bool, batch: int | None, device: str, kpt_thr: float,
             no_draw: bool, force: bool, threads: int | None) -> None:
     """Pose on images: ARTIFACT (.pth / .onnx) on INPUT images or folders -> results.json + drawn skeletons.
@@ -45,6 +45,7 @@ def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, box
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx portrait.jpg --no-flip
+      gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
     """
     from ..runtime.run import run_images
 
