@@ -12,7 +12,8 @@ import pytest
 
 from gtpt_deploy.runtime import codec
 from gtpt_deploy.runtime.boxes import (Boxes, CachedBoxes, DetectionFileBoxes, GroundTruthBoxes, WholeImageBoxes,
-                               box_source, image_id_from_name)
+                                       image_id_from_name)
+from gtpt_deploy.runtime.person_boxes import box_source
 from gtpt_deploy.eval.compare import compare_keypoints, compare_logits
 from gtpt_deploy.runtime.draw import draw_poses
 from gtpt_deploy.errors import AnnotationError, GtptError, InputImageError

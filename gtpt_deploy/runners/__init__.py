@@ -1,17 +1,22 @@
 """Runners: one contract (:class:`Runner`) for every backend; :func:`create_runner` picks it from the artifact.
 
-Only this package knows which backends exist; nothing outside it branches on the backend.
+Only this package knows which backends exist; nothing outside it branches on the backend. An artifact is a file
+(chosen by suffix) or an in-memory model (an ``onnx.ModelProto`` / serialized ONNX bytes, or a ``torch.nn.Module``
+with its :class:`~gtpt_deploy.metadata.ModelMeta`), so export, FP16 conversion and calibration check their results
+through the same contract as ``run`` and ``validate``.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from ..errors import ArtifactError
+from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
-__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS"]
+__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS", "Artifact"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -22,31 +27,62 @@ BACKENDS = {
     ".plan": (".trt", "TrtRunner"),
 }
 
+#: what create_runner accepts: a path, an onnx.ModelProto, serialized ONNX bytes, or a torch.nn.Module
+Artifact = Any
 
-def create_runner(path: str | Path, device: str = "cpu", **options: object) -> Runner:
-    """The runner for an artifact, chosen by its suffix; use it as a context manager.
 
-    ``.pth``/``.pt`` -> PyTorch (variant detected from the weights), ``.onnx`` -> ONNX Runtime (configured from the
-    file's metadata), ``.engine``/``.plan`` -> TensorRT (a later release). ``device``: ``cpu``, ``cuda``, or for
-    ONNX also ``tensorrt`` (the ONNX Runtime execution provider). Extra ``options`` go to the backend
-    (``threads`` for ONNX Runtime).
+def _backend(module_name: str, cls_name: str) -> type[Runner]:
+    return getattr(importlib.import_module(module_name, __name__), cls_name)
+
+
+def create_runner(artifact: Artifact, device: str | None = None, *, provider: str | None = None,
+                  threads: int | None = None, meta: ModelMeta | None = None, **options: Any) -> Runner:
+    """The runner for an artifact; use it as a context manager.
+
+    Args:
+        artifact: ``.pth``/``.pt`` (PyTorch, variant detected from the weights), ``.onnx`` (ONNX Runtime, configured
+            from the file's metadata), ``.engine``/``.plan`` (TensorRT); or in memory: an ``onnx.ModelProto`` or its
+            serialized bytes (ONNX Runtime), a ``torch.nn.Module`` (PyTorch; ``meta`` describes it, default from
+            the module's GTPT config); or ``triton://HOST:PORT/NAME``, a model served by Triton (runners/triton.py).
+        device: where this artifact runs: ``cpu``, ``cuda`` or ``cuda:N`` (default ``cpu``; TensorRT: ``cuda``).
+        provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
+            ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
+        threads: CPU threads of the backend (None: its default).
+        options: further backend options.
 
     Example::
 
         with create_runner("export/gtpt_t_coco_b1.onnx") as runner:
             simcc_x, simcc_y = runner.infer(crops)   # float32 (B,3,256,192) -> (B,K,384), (B,K,512)
     """
-    if str(path).startswith("triton://"):  # a served model, not a file (Path() would fold the '//')
-        from .triton import TritonRunner
+    kwargs: dict[str, Any] = {"threads": threads, **options}
+    if device is not None:
+        kwargs["device"] = device
+    if isinstance(artifact, (bytes, bytearray)) or type(artifact).__name__ == "ModelProto":
+        return _backend(".ort", "OrtRunner")(artifact, provider=provider, **kwargs)
+    if not isinstance(artifact, (str, Path)):
+        import sys
 
-        return TritonRunner(str(path), device=device, **options)  # type: ignore[arg-type]
-    path = Path(path)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(artifact, torch.nn.Module):
+            return _backend(".torch", "TorchRunner")(artifact, meta=meta, **kwargs)
+        raise ArtifactError(f"expected an artifact path, an onnx.ModelProto, ONNX bytes or a torch.nn.Module, got "
+                            f"{type(artifact).__name__}")
+    if str(artifact).startswith("triton://"):  # a served model, not a file (Path() would fold the '//')
+        return _backend(".triton", "TritonRunner")(str(artifact), **kwargs)
+    path = Path(artifact)
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:
         raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
                             f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
+    if path.is_dir():
+        raise ArtifactError(f"artifact {path} is a directory; pass a .pth checkpoint, an .onnx or an .engine file")
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
-    module_name, cls_name = BACKENDS[suffix]
-    cls = getattr(importlib.import_module(module_name, __name__), cls_name)
-    return cls(path, device=device, **options)
+    cls = _backend(*BACKENDS[suffix])
+    if suffix == ".onnx":
+        kwargs["provider"] = provider
+    elif provider is not None:
+        raise ArtifactError(f"--provider {provider} applies to ONNX artifacts (ONNX Runtime), not to {path.name}; "
+                            f"use --device for it")
+    return cls(path, **kwargs)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import AnnotationError, GtptError, InputImageError
+from ..errors import AnnotationError, InputImageError
 from .transforms import sanitize_gt_box
 
 PERSON_CATEGORY = 1
@@ -53,6 +53,21 @@ def image_id_from_name(path: Path) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
+def gt_person_boxes(anns: list[dict], width: int, height: int) -> list[np.ndarray]:
+    """The official GT-box protocol for one image's annotations: non-crowd persons with area > 0 and labelled
+    keypoints, boxes sanitized to the image (``transforms.sanitize_gt_box``) -> list of float32 (4,) xywh."""
+    boxes = []
+    for a in anns:
+        if a.get("category_id") != PERSON_CATEGORY or a.get("iscrowd", 0) or a.get("area", 0) <= 0:
+            continue
+        if max(a.get("keypoints") or [0]) == 0:  # official: skip objects without keypoint labels
+            continue
+        box = sanitize_gt_box(a["bbox"], width, height)
+        if box is not None:
+            boxes.append(box)
+    return boxes
+
+
 class GroundTruthBoxes:
     """The official GT-box protocol: every non-crowd person annotation with labelled keypoints, box sanitized.
 
@@ -84,19 +99,20 @@ class GroundTruthBoxes:
         """File names of the annotated images, in annotation-file order."""
         return list(self._images)
 
-    def __call__(self, path: Path, image_bgr: np.ndarray) -> Boxes:
-        im = self._record(path)
-        height, width = image_bgr.shape[:2]
-        boxes = []
-        for a in self._anns.get(im["id"], []):
-            if a.get("category_id") != PERSON_CATEGORY or a.get("iscrowd", 0) or a.get("area", 0) <= 0:
-                continue
-            if max(a.get("keypoints") or [0]) == 0:  # official: skip objects without keypoint labels
-                continue
-            box = sanitize_gt_box(a["bbox"], int(im.get("width", width)), int(im.get("height", height)))
-            if box is not None:
-                boxes.append(box)
+    def boxes_of(self, image: dict, width: int | None = None, height: int | None = None) -> Boxes:
+        """GT person boxes of one ``images[]`` record (its width/height, else the given decoded size)."""
+        boxes = gt_person_boxes(self._anns.get(image["id"], []), int(image.get("width", width)),
+                                int(image.get("height", height)))
         return Boxes.of(np.array(boxes).reshape(-1, 4), np.ones(len(boxes)))
+
+    @property
+    def images(self) -> list[dict]:
+        """The annotated images' records, in annotation-file order."""
+        return list(self._images.values())
+
+    def __call__(self, path: Path, image_bgr: np.ndarray) -> Boxes:
+        height, width = image_bgr.shape[:2]
+        return self.boxes_of(self._record(path), width, height)
 
 
 class DetectionFileBoxes:
@@ -148,35 +164,6 @@ class WholeImageBoxes:
     def __call__(self, path: Path, image_bgr: np.ndarray) -> Boxes:
         h, w = image_bgr.shape[:2]
         return Boxes.of([[0.0, 0.0, float(w), float(h)]], [1.0])
-
-
-def box_source(boxes: str | Path | None = None, detector: str | Path | None = None, ann: str | Path | dict | None = None,
-               score_thr: float | None = None, device: str = "cpu") -> BoxSource:
-    """Pick the box source from user options (one of them at most).
-
-    Args:
-        boxes: ``"gt"`` (ground-truth boxes of ``ann``) or a COCO detection results JSON.
-        detector: a person detector ONNX with ``dets`` / ``labels`` outputs.
-        ann: COCO annotation file; needed for ``"gt"``, optional for a detection file (matches images by name).
-        score_thr: minimum box score (default: 0.3 for a detector, 0.0 for a detection file, as the official code).
-
-    Returns:
-        ground truth, detection file, detector, or the whole image when neither is given.
-    """
-    if boxes is not None and detector is not None:
-        raise GtptError(f"pass either --boxes or --detector, got both ({boxes} and {detector})")
-    if detector is not None:
-        from .detect import PersonDetector
-
-        return PersonDetector(detector, score_thr=0.3 if score_thr is None else score_thr, device=device)
-    if boxes is not None and str(boxes) == "gt":
-        if ann is None:
-            raise GtptError("--boxes gt needs the annotation file (--ann) the boxes come from")
-        return GroundTruthBoxes(ann)
-    if boxes is not None:
-        gt = GroundTruthBoxes(ann) if ann is not None else None
-        return DetectionFileBoxes(boxes, 0.0 if score_thr is None else score_thr, gt)
-    return WholeImageBoxes()
 
 
 class CachedBoxes:

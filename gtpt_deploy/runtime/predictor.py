@@ -66,6 +66,35 @@ Prediction = Union[ImagePoses, ImageFailure]
 
 
 @dataclass
+class Frame:
+    """One decoded image to pose: uint8 (H, W, 3) BGR ``image`` with its person ``boxes``.
+
+    ``path`` names it in results and drawings (a file, or e.g. ``video.mp4#000123`` for a video frame).
+    """
+
+    path: Path
+    image: np.ndarray
+    boxes: Boxes
+    image_id: int
+
+
+def read_frames(paths: Iterable[str | Path], source: BoxSource,
+                image_ids: dict[Path, int] | None = None) -> Iterator[Frame | ImageFailure]:
+    """Image files -> frames with their boxes from ``source``; a file that cannot be read becomes a failure."""
+    for pos, path in enumerate(map(Path, paths), 1):
+        try:
+            image = load_image(path)
+            boxes = source(path, image)
+        except InputImageError as e:
+            yield ImageFailure(path, str(e))
+            continue
+        image_id = (image_ids or {}).get(path)
+        if image_id is None:
+            image_id = source.image_id(path)
+        yield Frame(path, image, boxes, int(image_id if image_id is not None else pos))
+
+
+@dataclass
 class _Pending:
     result: Prediction
     owed: int                              # crops of this image whose logits have not arrived yet
@@ -134,24 +163,20 @@ class Predictor:
         return np.concatenate((xy, conf[..., None]), axis=-1), bins
 
     # ------------------------------------------------------------------ images -> poses (streaming)
-    def predict(self, paths: Iterable[Path], boxes: BoxSource | None = None,
-                image_ids: dict[Path, int] | None = None) -> Iterator[Prediction]:
-        """Yield one :class:`ImagePoses` or :class:`ImageFailure` per path, in input order.
+    def predict_frames(self, frames: Iterable[Frame | ImageFailure]) -> Iterator[Prediction]:
+        """The core: yield one :class:`ImagePoses` (or the :class:`ImageFailure` passed in) per item, in order.
 
-        Crops of consecutive images share batches; an image is yielded once all its crops have run.
-        Image ids: ``image_ids[path]``, else the box source's id (ground truth / COCO file name), else the
-        1-based position in ``paths``.
+        Works on decoded images, so video frames, benchmarks and library callers need no files. Crops of
+        consecutive images share batches; an image is yielded once all its crops have run.
         """
-        boxes = boxes or WholeImageBoxes()
         pending: deque[_Pending] = deque()
         crops: list[np.ndarray] = []
         n_crops = 0
-        for pos, path in enumerate(paths, 1):
-            try:
-                poses, image_crops = self._prepare(Path(path), pos, boxes, image_ids)
-            except InputImageError as e:
-                pending.append(_Pending(ImageFailure(Path(path), str(e)), 0))
+        for frame in frames:
+            if isinstance(frame, ImageFailure):
+                pending.append(_Pending(frame, 0))
             else:
+                poses, image_crops = self._prepare(frame)
                 pending.append(_Pending(poses, len(image_crops)))
                 if len(image_crops):
                     crops.append(image_crops)
@@ -166,18 +191,29 @@ class Predictor:
             self._run(np.concatenate(crops), pending)
         yield from self._emit_ready(pending)
 
-    def _prepare(self, path: Path, pos: int, source: BoxSource,
-                 image_ids: dict[Path, int] | None) -> tuple[ImagePoses, np.ndarray]:
-        image = load_image(path)
-        b: Boxes = source(path, image)
-        image_id = (image_ids or {}).get(path)
-        if image_id is None:
-            image_id = source.image_id(path)
+    def pose_image(self, image_bgr: np.ndarray, boxes: Boxes, image_id: int = 0,
+                   name: str | Path = "image") -> ImagePoses:
+        """Poses of the persons in ``boxes`` of one decoded uint8 (H, W, 3) BGR image."""
+        result = next(self.predict_frames([Frame(Path(name), image_bgr, boxes, int(image_id))]))
+        assert isinstance(result, ImagePoses)
+        return result
+
+    def predict(self, paths: Iterable[Path], boxes: BoxSource | None = None,
+                image_ids: dict[Path, int] | None = None) -> Iterator[Prediction]:
+        """Image files -> :meth:`predict_frames`: one :class:`ImagePoses` or :class:`ImageFailure` per path.
+
+        Image ids: ``image_ids[path]``, else the box source's id (ground truth / COCO file name), else the
+        1-based position in ``paths``. Missing or undecodable files become failures, the run goes on.
+        """
+        return self.predict_frames(read_frames(paths, boxes or WholeImageBoxes(), image_ids))
+
+    def _prepare(self, frame: Frame) -> tuple[ImagePoses, np.ndarray]:
+        image, b = frame.image, frame.boxes
         centers, scales = box_to_center_scale(b.xywh, self.input_size)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         crops = crop_and_normalize(rgb, centers.reshape(-1, 2), scales.reshape(-1, 2), self.input_size)
         k = self.dataset.num_keypoints
-        poses = ImagePoses(path=path, image_id=int(image_id if image_id is not None else pos),
+        poses = ImagePoses(path=frame.path, image_id=frame.image_id,
                            size=(int(image.shape[0]), int(image.shape[1])),
                            keypoints=np.zeros((0, k, 3), np.float32), bins=np.zeros((0, k, 2), np.int32),
                            boxes=b.xywh, box_scores=b.scores, centers=centers.reshape(-1, 2),
