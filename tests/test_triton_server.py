@@ -110,6 +110,15 @@ def test_pipeline_returns_the_keypoints_of_run(served, sample_dyn_onnx, detector
     np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], rtol=0, atol=1e-5)
 
 
+def test_pipeline_answers_undecodable_bytes_with_the_readers_message(served, tmp_path):
+    from tritonclient.utils import InferenceServerException
+
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(InferenceServerException, match="not a decodable image"):
+        _pipeline(served.url, bad)
+
+
 def test_concurrent_requests_are_batched_by_the_server(served, sample_dyn_onnx):
     from gtpt_deploy.runners import create_runner
     from gtpt_deploy.runners.triton import concurrent_infer
