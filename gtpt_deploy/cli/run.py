@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from .main import detector_options, echo_json, main, where_options
+from .main import ARTIFACT, detector_options, echo_json, main, where_options
 
 
 @main.command("run")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifact", type=ARTIFACT)
 @click.argument("inputs", nargs=-1, required=True)
 @detector_options
 @click.option("--boxes", default=None, metavar="gt|DETS.json",
@@ -34,12 +34,12 @@ from .main import detector_options, echo_json, main, where_options
 @click.option("--force", is_flag=True,
               help="Reuse an existing --out folder: the earlier run's files there are removed first (only those).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout (progress on stderr).")
-def run_cmd(artifact: Path, inputs: tuple[str, ...], detector: Path | None, box_thr: float | None,
+def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None, box_thr: float | None,
             detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None,
             out_dir: Path | None, no_flip: bool, batch: int | None, device: str, provider: str | None,
             threads: int | None, kpt_thr: float, no_draw: bool, show: bool | None, force: bool,
             as_json: bool) -> None:
-    """Pose with ARTIFACT (.pth / .onnx) on INPUTS: images, folders, glob patterns, videos or a camera index.
+    """Pose with ARTIFACT (.pth, .onnx, .engine, triton://...) on INPUTS: images, folders, globs, videos or a camera.
 
     \b
     Images -> results.json (COCO keypoint results, rescored, OKS NMS; each record names its file_name) +
@@ -54,6 +54,7 @@ def run_cmd(artifact: Path, inputs: tuple[str, ...], detector: Path | None, box_
       gtpt-deploy run export/gtpt_t_coco_b1.onnx 0 --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
+      gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
     """
     from ..runtime.run import run_inputs
 

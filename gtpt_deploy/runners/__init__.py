@@ -61,7 +61,7 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
         artifact: ``.pth``/``.pt`` (PyTorch, variant detected from the weights), ``.onnx`` (ONNX Runtime, configured
             from the file's metadata), ``.engine``/``.plan`` (TensorRT); or in memory: an ``onnx.ModelProto`` or its
             serialized bytes (ONNX Runtime), a ``torch.nn.Module`` (PyTorch; ``meta`` describes it, default from
-            the module's GTPT config).
+            the module's GTPT config); or ``triton://HOST:PORT/NAME``, a model served by Triton (runners/triton.py).
         device: where this artifact runs: ``cpu``, ``cuda`` or ``cuda:N`` (default ``cpu``; TensorRT: ``cuda``).
         provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
             ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
@@ -86,6 +86,8 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
             return _backend(".torch", "TorchRunner")(artifact, meta=meta, **kwargs)
         raise ArtifactError(f"expected an artifact path, an onnx.ModelProto, ONNX bytes or a torch.nn.Module, got "
                             f"{type(artifact).__name__}")
+    if str(artifact).startswith("triton://"):  # a served model, not a file (Path() would fold the '//')
+        return _backend(".triton", "TritonRunner")(str(artifact), **kwargs)
     path = Path(artifact)
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:
