@@ -60,7 +60,8 @@ def test_python_backend_and_pipeline_models(fake_dyn, tmp_path, shared):
     p = _parsed(repo, "gtpt_pipeline")
     assert p.backend == "python" and p.max_batch_size == 0 and p.parameters["pose_model"].string_value == name
     assert [o.name for o in p.output] == ["keypoints", "boxes", "box_scores"]
-    assert (repo / "gtpt_pipeline" / "1" / "detector.onnx").read_bytes() == detector.read_bytes()
+    assert (repo / "gtpt_pipeline" / "1" / detector.name).read_bytes() == detector.read_bytes()
+    assert (repo / "gtpt_pipeline" / "1" / "pipeline.json").is_file()  # the detector keeps its mmdeploy description
 
 
 def _listing(folder: Path) -> list[str]:

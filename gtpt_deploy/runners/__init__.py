@@ -46,6 +46,8 @@ def _backend_of_file(path: Path) -> type[Runner]:
 def artifact_meta(path: str | Path) -> ModelMeta | None:
     """An artifact file's metadata without running it (None where the backend cannot tell cheaply): check keypoint
     layouts and similar facts before inference starts. GtptError for a missing or unreadable file."""
+    if str(path).startswith("triton://"):  # a served model: its metadata arrives when the runner activates
+        return None
     return _backend_of_file(Path(path)).peek_meta(str(path))
 
 

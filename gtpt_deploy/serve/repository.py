@@ -230,15 +230,21 @@ def _write_pipeline(root: Path, pose_name: str, plan: _Plan, detector: Path, max
     version = root / cfg.PIPELINE_NAME / "1"
     version.mkdir(parents=True)
     params = {"pose_model": pose_name, "pose_input": plan.io.input_name, "pose_outputs": ",".join(plan.io.output_names),
-              "meta_file": "pose_meta.json", "detector_file": "detector.onnx", "batch": str(max_batch),
+              "meta_file": "pose_meta.json", "detector_file": detector.name, "batch": str(max_batch),
               "flip": "true", "box_thr": "0.3"}
     config = cfg.pipeline_config(cfg.PIPELINE_NAME, plan.meta, parameters=params)
     shutil.copyfile(HERE / "pipeline_model.py", version / "model.py")
-    shutil.copyfile(detector, version / "detector.onnx")
+    # The detector keeps its name and its mmdeploy description (pipeline.json / deploy.json set its input size and
+    # normalization, runtime/detector_config.py): without them the served detector would preprocess differently.
+    files = ["model.py", detector.name, "pose_meta.json"]
+    shutil.copyfile(detector, version / detector.name)
+    for described in ("pipeline.json", "deploy.json"):
+        if (detector.parent / described).is_file():
+            shutil.copyfile(detector.parent / described, version / described)
+            files.append(described)
     (version / "pose_meta.json").write_text(json.dumps(plan.meta.to_dict(), indent=2) + "\n")
     (root / cfg.PIPELINE_NAME / "config.pbtxt").write_text(cfg.render(config))
-    return ModelEntry(cfg.PIPELINE_NAME, "python-pipeline", str(detector), 0,
-                      ["model.py", "detector.onnx", "pose_meta.json"])
+    return ModelEntry(cfg.PIPELINE_NAME, "python-pipeline", str(detector), 0, files)
 
 
 def _swap_into_place(tmp: Path, repo: Path) -> None:
