@@ -11,7 +11,8 @@ from pathlib import Path
 from ..errors import ArtifactError
 from .base import Runner, RunnerInputError, RunnerStateError
 
-__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS"]
+__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS", "NAMED_BACKENDS",
+           "backends_for"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -22,14 +23,32 @@ BACKENDS = {
     ".plan": (".trt", "TrtRunner"),
 }
 
+# backend name -> (module, class, suffixes it opens). The default for a suffix is BACKENDS; a named backend is an
+# alternative way to run the same file (torch.compile of a checkpoint), chosen with create_runner(backend=...).
+NAMED_BACKENDS = {
+    "torch": (".torch", "TorchRunner", (".pth", ".pt")),
+    "torch.compile": (".torch", "CompiledTorchRunner", (".pth", ".pt")),
+    "onnxruntime": (".ort", "OrtRunner", (".onnx",)),
+    "tensorrt": (".trt", "TrtRunner", (".engine", ".plan")),
+}
 
-def create_runner(path: str | Path, device: str = "cpu", **options: object) -> Runner:
+
+def backends_for(path: str | Path) -> list[str]:
+    """Names of the backends that can run ``path`` (by its suffix), the default one first."""
+    suffix = Path(path).suffix.lower()
+    names = [n for n, (_, _, suffixes) in NAMED_BACKENDS.items() if suffix in suffixes]
+    default = BACKENDS.get(suffix, (None, None))[1]
+    return sorted(names, key=lambda n: NAMED_BACKENDS[n][1] != default)
+
+
+def create_runner(path: str | Path, device: str = "cpu", backend: str | None = None, **options: object) -> Runner:
     """The runner for an artifact, chosen by its suffix; use it as a context manager.
 
     ``.pth``/``.pt`` -> PyTorch (variant detected from the weights), ``.onnx`` -> ONNX Runtime (configured from the
     file's metadata), ``.engine``/``.plan`` -> TensorRT (a later release). ``device``: ``cpu``, ``cuda``, or for
-    ONNX also ``tensorrt`` (the ONNX Runtime execution provider). Extra ``options`` go to the backend
-    (``threads`` for ONNX Runtime).
+    ONNX also ``tensorrt`` (the ONNX Runtime execution provider). ``backend``: another backend for the same file
+    (``backends_for(path)``, e.g. ``"torch.compile"`` for a checkpoint); None = the suffix's default. Extra
+    ``options`` go to the backend (``threads``; ``spinning`` for ONNX Runtime).
 
     Example::
 
@@ -44,5 +63,10 @@ def create_runner(path: str | Path, device: str = "cpu", **options: object) -> R
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
     module_name, cls_name = BACKENDS[suffix]
+    if backend is not None:
+        if backend not in backends_for(path):
+            raise ArtifactError(f"backend '{backend}' cannot run {path.name}; for '{suffix}' files use one of "
+                                f"{', '.join(backends_for(path))}")
+        module_name, cls_name, _ = NAMED_BACKENDS[backend]
     cls = getattr(importlib.import_module(module_name, __name__), cls_name)
     return cls(path, device=device, **options)

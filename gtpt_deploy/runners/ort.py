@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ArtifactError, GtptError, MissingDependencyError
 from ..metadata import ModelMeta
+from ..threads import ort_allows_spinning
 from .base import Runner
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def make_session(path: str | Path, device: str = "cpu", threads: int | None = None) -> Any:
+def make_session(path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spinning: bool | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on ``device`` (cpu / cuda / tensorrt), refusing silent CPU fallbacks.
+
+    ``spinning``: whether idle intra-op threads may spin-wait (``session.intra_op.allow_spinning``); None follows
+    the process's idle-thread policy (:func:`~gtpt_deploy.threads.ort_allows_spinning`, passive by default).
 
     Raises:
         GtptError: unknown device, provider not installed, or provider installed but not usable here.
@@ -58,6 +63,9 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     opts.log_severity_level = 3  # keep ORT's own warnings (e.g. unused initializers) out of the CLI output
     if threads:
         opts.intra_op_num_threads = int(threads)
+    # Spinning idle threads win a little on an idle machine and lose ~2x on shared cores (benchmarks/README.md).
+    allow = ort_allows_spinning() if spinning is None else spinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow else "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=list(wanted))
     except Exception as e:  # onnxruntime raises its own (non-exported) exception types
@@ -79,20 +87,23 @@ class OrtRunner(Runner):
         path: ``.onnx`` written by ``export_onnx`` (its ``gtpt.*`` metadata configures the runner).
         device: ``cpu``, ``cuda`` or ``tensorrt`` (ONNX Runtime execution providers).
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        spinning: let idle intra-op threads spin (None: the process's policy, see ``gtpt_deploy.threads``).
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spinning: bool | None = None) -> None:
         super().__init__(str(path))
         if device not in PROVIDERS:
             raise GtptError(f"ONNX Runtime devices are {', '.join(PROVIDERS)}, got '{device}'")
         self.device = device
         self.threads = threads
+        self.spinning = spinning
         self._session: Any = None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
-        session = make_session(self.source, self.device, self.threads)
+        session = make_session(self.source, self.device, self.threads, self.spinning)
         props = session.get_modelmeta().custom_metadata_map
         meta = ModelMeta.from_props(props, source=self.source)
         inputs = session.get_inputs()

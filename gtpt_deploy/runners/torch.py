@@ -56,7 +56,7 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        with torch.inference_mode():
+        with torch.no_grad():  # no_grad, not inference_mode: inductor's freezing (compiled subclass) needs it
             x = torch.from_numpy(batch).to(self.device)
             sx, sy = self._model(x)  # type: ignore[misc]
         return sx.float().cpu().numpy(), sy.float().cpu().numpy()
@@ -69,3 +69,28 @@ class TorchRunner(Runner):
     @property
     def description(self) -> str:
         return f"torch {self._torch.__version__} [{self.device}]" if self._model is not None else self.backend
+
+
+class CompiledTorchRunner(TorchRunner):
+    """``torch.compile`` (inductor, weights frozen into the graph) of the same model; any batch size.
+
+    Compilation happens on the first call at each new batch size, so that call takes seconds to minutes (bench
+    reports it separately as the first-call time). Outputs match eager to float rounding, not bit for bit.
+    """
+
+    backend = "torch.compile"
+
+    def _activate(self) -> tuple[ModelMeta, int | None]:
+        meta, static = super()._activate()
+        import torch._inductor.config as inductor_config
+
+        # Freezing folds the weights into the compiled graph as constants (faster CPU kernels, no parameter
+        # reads); it is a process-wide inductor switch and only affects graphs compiled under no_grad.
+        inductor_config.freezing = True
+        self._model = self._torch.compile(self._model)
+        return meta, static
+
+    @property
+    def description(self) -> str:
+        return f"torch.compile {self._torch.__version__} [{self.device}, inductor, freezing]" \
+            if self._model is not None else self.backend
