@@ -87,6 +87,11 @@ class CompiledTorchRunner(TorchRunner):
         # Freezing folds the weights into the compiled graph as constants (faster CPU kernels, no parameter
         # reads); it is a process-wide inductor switch and only affects graphs compiled under no_grad.
         inductor_config.freezing = True
+        # One eager call first: the model fills small constant caches (attention key indices) on its first
+        # forward; mutating them inside the traced call would fail dynamo's guards and compile everything twice.
+        h, w = meta.input_size
+        with self._torch.no_grad():
+            self._model(self._torch.zeros(1, 3, int(h), int(w), device=self.device))  # type: ignore[misc]
         self._model = self._torch.compile(self._model)
         return meta, static
 
