@@ -140,7 +140,7 @@ class Predictor:
         self.dataset: DatasetInfo = dataset_for(meta.num_keypoints)
         # The artifact's own pairs, not the dataset default.
         self.flip_index = flip_permutation(meta.flip_pairs, meta.num_keypoints)
-        self.padded_crops = 0
+        self.padded_crops = 0  # zero rows added to fill static batches (flipped copies are rows too)
 
     # ------------------------------------------------------------------ crops -> logits
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
