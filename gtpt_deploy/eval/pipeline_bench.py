@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputImageError
+from ..errors import GtptError, InputImageError
 from .bench import apply_policy
 from .machine import Machine, describe_machine
 
@@ -38,9 +38,13 @@ class _TimedSource:
 
 @dataclass
 class PipelineReport:
-    """Medians over ``rounds`` full passes. ``outside_models_share``: (wall - pose - boxes) / wall, the time in
-    neither model; with read-ahead the box source runs beside the pose model, so wall < pose + boxes is possible
-    and the share is then 0."""
+    """Medians over ``rounds`` full passes.
+
+    ``outside_models_share``: (wall - pose - boxes) / wall, the time in neither model (0 when read-ahead hides the
+    box source behind the pose model, so that wall < pose + boxes). ``pose_idle_share``: (wall - pose) / wall,
+    the time the pose model waited for anything else (decoding, boxes, crops, decoding the logits, NMS): with
+    read-ahead the headline overhead, an upper bound of the time outside both models.
+    """
 
     artifact: str
     runner: str
@@ -58,6 +62,7 @@ class PipelineReport:
     images_per_s: float
     persons_per_s: float
     outside_models_share: float
+    pose_idle_share: float
     pose_calls: int
     padded_crops: int
     machine: Machine
@@ -79,7 +84,8 @@ class PipelineReport:
                 f"of {self.rounds} pass(es)",
                 f"end to end {self.wall_s:.2f} s: {self.images_per_s:.2f} images/s, {self.persons_per_s:.1f} persons/s",
                 f"pose model {self.pose_s:.2f} s ({self.pose_calls} calls, {self.padded_crops} padded rows), "
-                f"box source {self.boxes_s:.2f} s; outside the two models: {100 * self.outside_models_share:.1f}%"]
+                f"box source {self.boxes_s:.2f} s; outside the two models: {100 * self.outside_models_share:.1f}%; "
+                f"pose model idle: {100 * self.pose_idle_share:.1f}%"]
 
 
 def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Path | None = None,
@@ -98,6 +104,8 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
     from ..runtime.run import assign_image_ids, stack_poses
 
     say = progress or (lambda _line: None)
+    if rounds < 1:
+        raise GtptError(f"expected at least 1 round, got {rounds}")
     notes = apply_policy(spin)
     machine = describe_machine()
     paths = expand_inputs([images])
@@ -135,10 +143,12 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
         description = runner.description
     med = {key: statistics.median(r[key] for r in per_round) for key in ("wall_s", "pose_s", "boxes_s")}
     outside = statistics.median(max(0.0, r["wall_s"] - r["pose_s"] - r["boxes_s"]) / r["wall_s"] for r in per_round)
+    idle = statistics.median((r["wall_s"] - r["pose_s"]) / r["wall_s"] for r in per_round)
     return PipelineReport(
         artifact=str(artifact), runner=description, box_source=type(source.source).__name__, images=len(paths),
         persons=persons, failures=failures, rounds=rounds, flip=flip, batch=predictor.batch,
         prefetch=predictor.prefetch, wall_s=med["wall_s"], pose_s=med["pose_s"], boxes_s=med["boxes_s"],
         images_per_s=len(paths) / med["wall_s"], persons_per_s=persons / med["wall_s"], outside_models_share=outside,
+        pose_idle_share=idle,
         pose_calls=int(per_round[-1]["calls"]), padded_crops=int(per_round[-1]["padded"]), machine=machine,
         load_average_end=describe_machine().load_average, per_round=per_round, notes=notes)
