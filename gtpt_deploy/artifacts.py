@@ -48,16 +48,21 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_writable(path: Path, force: bool) -> None:
-    """Refuse an existing output without ``force`` and an output folder that cannot be created or written."""
+def check_writable(path: Path, force: bool, option: str = "--output") -> None:
+    """Refuse an existing output without ``force`` and an output folder that cannot be created or written.
+
+    ``option`` is the command's name for the output (``--output``, ``--out``) used in the messages.
+    """
     if path.exists() and not force:
-        raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another --output")
+        raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another "
+                                  f"{option}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable --output") from None
+        raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable "
+                              f"{option}") from None
     if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable --output")
+        raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable {option}")
 
 
 @contextlib.contextmanager

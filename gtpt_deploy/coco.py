@@ -183,7 +183,7 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas
 def to_coco_results(image_ids: np.ndarray, keypoints: np.ndarray, box_scores: np.ndarray, centers: np.ndarray,
                     scales: np.ndarray, areas: np.ndarray | None = None, dataset: DatasetInfo | None = None,
                     category_id: int = 1, in_vis_thre: float = IN_VIS_THRE,
-                    oks_thre: float = OKS_THRE) -> list[dict]:
+                    oks_thre: float = OKS_THRE, file_names: dict[int, str] | None = None) -> list[dict]:
     """Predicted instances -> rescored, OKS-NMS'd COCO results records (official steps 11-14).
 
     Args:
@@ -193,6 +193,7 @@ def to_coco_results(image_ids: np.ndarray, keypoints: np.ndarray, box_scores: np
         centers, scales: (N, 2) each, the boxes used for the crops.
         areas: (N,) instance areas for NMS; default (200 s_x)(200 s_y), the official padded-box area.
         dataset: keypoint layout; default from K (17 COCO, 133 COCO-WholeBody).
+        file_names: image id -> file name, written into each record as ``file_name`` when given.
 
     Returns:
         JSON-ready records, grouped by image (first-appearance order), kept instances by descending score:
@@ -228,5 +229,7 @@ def to_coco_results(image_ids: np.ndarray, keypoints: np.ndarray, box_scores: np
             else:
                 rec["keypoints"] = kpts[i].reshape(-1).tolist()
             rec.update(score=float(scores[i]), center=centers[i].tolist(), scale=scales[i].tolist())
+            if file_names is not None and im in file_names:
+                rec["file_name"] = file_names[im]
             out.append(rec)
     return out

@@ -47,8 +47,10 @@ def test_engine_slot_refuses_clearly(tmp_path):
 def test_torch_runner_refuses_ort_only_device(tmp_path):
     pth = tmp_path / "m.pth"
     pth.write_bytes(b"x")
-    with pytest.raises(GtptError, match="needs an ONNX artifact"):
+    with pytest.raises(GtptError, match="chosen with --provider"):
         create_runner(pth, device="tensorrt")
+    with pytest.raises(GtptError, match="applies to ONNX artifacts"):
+        create_runner(pth, provider="cuda")
 
 
 def test_contract_shapes_dtype_and_timing(fake_dyn):
@@ -114,10 +116,12 @@ def test_gpu_providers_missing_or_silently_falling_back(fake_dyn, monkeypatch):
     monkeypatch.setattr(ort, "InferenceSession",
                         lambda path, sess_options=None, providers=None: real(path, sess_options,
                                                                              providers=["CPUExecutionProvider"]))
-    for device in ("cuda", "tensorrt"):
+    for provider in ("cuda", "tensorrt"):
         with pytest.raises(GtptError, match="fell back to CPUExecutionProvider"):
-            OrtRunner(fake_dyn, device=device).activate()
-    with pytest.raises(GtptError, match="devices are"):
+            OrtRunner(fake_dyn, provider=provider).activate()
+    with pytest.raises(GtptError, match="providers are"):
+        OrtRunner(fake_dyn, provider="gpu")
+    with pytest.raises(GtptError, match="expected a device"):
         OrtRunner(fake_dyn, device="gpu")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import echo_json, main
+from .main import detector_options, echo_json, main, where_options
 
 
 @main.command("evaluate")
@@ -44,37 +44,39 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
               help="Folder with the annotation file's images.")
 @click.option("--boxes", default=None, metavar="gt|DETS.json",
               help="Ground-truth boxes (default) or a COCO detection results JSON.")
-@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Person detector ONNX instead of --boxes (run once; every artifact gets the same boxes).")
-@click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
-              help="Minimum person box score.")
-@click.option("--max-ap-drop", type=float, default=0.5, show_default=True,
-              help="Largest allowed AP drop of a candidate, in AP points (0-100 scale).")
+@detector_options
+@click.option("--max-ap-drop", type=float, default=0.005, show_default=True,
+              help="Largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point).")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@where_options("the candidates")
+@click.option("--baseline-device", default=None, metavar="cpu|cuda|cuda:N", show_default="--device",
+              help="Where the baseline runs (e.g. a CPU .pth baseline against GPU candidates).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
 def validate_cmd(baseline: Path, candidates: tuple[Path, ...], ann: Path, images: Path, boxes: str | None,
-                 detector: Path | None, box_thr: float | None, max_ap_drop: float, no_flip: bool, batch: int | None,
-                 device: str, as_json: bool, threads: int | None) -> None:
+                 detector: Path | None, box_thr: float | None, detector_device: str, detector_threads: int | None,
+                 max_ap_drop: float, no_flip: bool, batch: int | None, device: str, provider: str | None,
+                 threads: int | None, baseline_device: str | None, as_json: bool) -> None:
     """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
 
     \b
-    One row per artifact: AP, AP50, AP75, AR (points), dAP vs the baseline, argmax agreement (fraction of
-    keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
+    One row per artifact: AP, AP50, AP75, AR (0-1, as 'evaluate'), dAP vs the baseline, argmax agreement
+    (fraction of keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
+    --json rows carry evaluate --json's keys (whole-body: per part) plus the agreement columns.
     Exit code 1 when a candidate's AP drop exceeds --max-ap-drop.
     Examples:
       gtpt-deploy validate models/gtpt_t_coco.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val2017/
       gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_fp16.onnx --ann val.json --images val2017/ \\
-          --boxes COCO_val2017_detections_AP_H_56_person.json --max-ap-drop 0.1 --json
+          --boxes COCO_val2017_detections_AP_H_56_person.json --max-ap-drop 0.001 --json
+      gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx --ann val.json --images val2017/ \\
+          --baseline-device cpu --device cuda --provider cuda
     """
     from ..eval.validate import validate
 
     report = validate(baseline, candidates, ann, images, boxes=boxes, detector=detector, flip=not no_flip,
                       batch=batch, device=device, box_thr=box_thr, max_ap_drop=max_ap_drop, threads=threads,
-                      progress=True)
+                      progress=True, provider=provider, baseline_device=baseline_device,
+                      detector_device=detector_device, detector_threads=detector_threads)
     if as_json:
         echo_json(report.to_dict())
     else:

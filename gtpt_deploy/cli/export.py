@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .main import main
+from .main import echo_json, main
 
 
 @main.command("export")
@@ -22,8 +22,9 @@ from .main import main
               show_default="$GTPT_SAMPLES or the bundled demo images",
               help="Person crops for the parity check: COCO keypoint JSON (GT boxes), image folder or image.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export report as one JSON object on stdout.")
 def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: int | None, dynamic_batch: bool,
-               opset: int, no_simplify: bool, samples: Path | None, force: bool) -> None:
+               opset: int, no_simplify: bool, samples: Path | None, force: bool, as_json: bool) -> None:
     """Export a checkpoint to a simplified, self-describing ONNX with static top-k, verified against PyTorch.
 
     \b
@@ -33,9 +34,13 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth
       gtpt-deploy export --checkpoint models/gtpt_b_wholebody.pth --batch 8 --output export/b_wb_b8.onnx
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --dynamic-batch --force
+      gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --json | jq .max_abs_diff
     """
     from ..export import export_onnx
 
     result = export_onnx(checkpoint, model=model, output=output, batch=batch, dynamic_batch=dynamic_batch,
                          opset=opset, simplify=not no_simplify, force=force, samples=samples)
-    click.echo(result.format_report())
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.format_report())

@@ -8,17 +8,39 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import click
 
 from ..errors import GtptError
 from ..threads import apply_thread_policy
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        logging.getLogger().setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
+
+
+VERBOSITY = (
+    click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                 help="Log debug messages."),
+    click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                 help="Only warnings and errors on stderr."),
+)
 
 
 class _Group(click.Group):
-    """Turns a GtptError raised by any command into one ``error: ...`` line and exit code 2."""
+    """Turns a GtptError raised by any command into one ``error: ...`` line and exit code 2, and gives every
+    command ``-v/-q`` (so they work after the subcommand too, as users of other CLIs expect)."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        have = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        cmd.params.extend(o for o in VERBOSITY if not set(o.opts) & have)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -29,13 +51,41 @@ class _Group(click.Group):
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    """Exactly one JSON object on stdout (progress and logs go to stderr)."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def where_options(what: str = "the pose artifacts") -> Callable[[F], F]:
+    """--device / --provider / --threads: where an artifact runs (each runner resolves its own)."""
+    def wrap(f: F) -> F:
+        f = click.option("--threads", type=click.IntRange(min=1), default=None,
+                         help=f"CPU threads of {what} (default: the backend's; 1 helps on a busy machine).")(f)
+        f = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default=None,
+                         show_default="cpu on --device cpu, else cuda",
+                         help="ONNX Runtime execution provider for .onnx artifacts (GPU ones need onnxruntime-gpu; "
+                              "never a silent CPU fallback).")(f)
+        return click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N",
+                            help=f"Where {what} run: .pth (torch), .onnx (with a GPU --provider), .engine.")(f)
+    return wrap
+
+
+def detector_options(f: F) -> F:
+    """--detector / --box-thr / --detector-device / --detector-threads: the person detector and where it runs."""
+    f = click.option("--detector-threads", type=click.IntRange(min=1), default=None,
+                     help="CPU threads of the detector (ONNX Runtime's default when omitted).")(f)
+    f = click.option("--detector-device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N",
+                     help="Where the detector runs (independent of the pose artifact's --device).")(f)
+    f = click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
+                     help="Minimum person box score.")(f)
+    return click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="Person detector ONNX with dets/labels outputs (e.g. RTMDet-nano person).")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="gtpt-deploy")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-def main(verbose: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(verbose: bool, quiet: bool) -> None:
     """Deploy GTPT pose transformers: checkpoint -> ONNX -> TensorRT, run on images, validate COCO AP.
 
     \b
@@ -45,7 +95,8 @@ def main(verbose: bool) -> None:
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano.onnx
       gtpt-deploy validate models/gtpt_t_coco_sample.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val/
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+                        format="%(message)s")
     apply_thread_policy()
 
 

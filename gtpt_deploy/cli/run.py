@@ -7,53 +7,57 @@ from pathlib import Path
 
 import click
 
-from .main import main
+from .main import detector_options, echo_json, main, where_options
 
 
 @main.command("run")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Person detector ONNX with dets/labels outputs (e.g. RTMDet-nano person).")
-@click.option("--boxes", "boxes_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="COCO detection results JSON (category 1); images matched by the id in their file name.")
-@click.option("--box-thr", type=float, default=None, show_default="0.3 detector, 0.0 JSON",
-              help="Minimum person box score.")
+@detector_options
+@click.option("--boxes", default=None, metavar="gt|DETS.json",
+              help="Person boxes from a COCO detection results JSON (category 1), or 'gt' with --ann.")
+@click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="COCO annotation file of the inputs: image ids from its file_names (then 'evaluate ANN "
+                   "results.json' works) and the source of --boxes gt.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Folder for results.json and the annotated images.")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test (about 2x faster, slightly less accurate).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Crops per model call (dynamic-batch artifacts; a static batch is used as exported).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="cuda / tensorrt need onnxruntime-gpu (ONNX) or a CUDA torch (.pth; cuda only).")
+@where_options("the pose artifact")
 @click.option("--kpt-thr", type=float, default=None, show_default="0.03",
               help="Draw keypoints above this confidence (GTPT's SimCC confidences peak near 0.1).")
 @click.option("--no-draw", is_flag=True, help="Write results.json only.")
 @click.option("--force", is_flag=True, help="Overwrite results.json / annotated images from an earlier run.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads of the pose backend (default: the backend's; 1 helps on a busy machine).")
-def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, boxes_json: Path | None,
-            box_thr: float | None, out_dir: Path, no_flip: bool, batch: int | None, device: str, kpt_thr: float,
-            no_draw: bool, force: bool, threads: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
+def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, box_thr: float | None,
+            detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None, out_dir: Path,
+            no_flip: bool, batch: int | None, device: str, provider: str | None, threads: int | None,
+            kpt_thr: float, no_draw: bool, force: bool, as_json: bool) -> None:
     """Pose on images: ARTIFACT (.pth / .onnx) on INPUT images or folders -> results.json + drawn skeletons.
 
     \b
     Person boxes come from --detector, from --boxes, or (neither) the whole image is one person.
-    results.json is in COCO keypoint results format (rescored, OKS NMS). Images that are missing or cannot be
-    decoded are reported and skipped; the exit code is 1 if any input failed.
+    results.json is in COCO keypoint results format (rescored, OKS NMS; each record names its file_name).
+    Images that are missing or cannot be decoded are reported and skipped; the exit code is 1 if any failed.
     Examples:
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
-      gtpt-deploy run export/gtpt_t_coco_b1.onnx portrait.jpg --no-flip
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
+      gtpt-deploy evaluate val.json runs/gt/results.json
     """
     from ..runtime.run import run_images
 
-    s = run_images(artifact, inputs, out_dir, boxes=boxes_json, detector=detector, flip=not no_flip, batch=batch,
+    s = run_images(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
                    device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force, progress=True,
-                   threads=threads)
+                   threads=threads, provider=provider, ann=ann, detector_device=detector_device,
+                   detector_threads=detector_threads)
     for f in s.failures:
         click.echo(f"failed: {f.error}", err=True)
-    click.echo("\n".join(s.format_lines(out_dir)))
+    if as_json:
+        echo_json(s.to_dict())
+    else:
+        click.echo("\n".join(s.format_lines(out_dir)))
     if not s.ok:
         sys.exit(1)
 

@@ -1,11 +1,13 @@
-"""Agreement between two runners on identical crops: numeric (logits) and task-level (argmax bins, pixels).
+"""Agreement between two runners on identical crops: numeric (logits, :func:`compare_runners`) and task-level
+(argmax bins, pixels, :func:`compare_keypoints`).
 
-No torch import; inputs are the arrays the predictor produces for the same boxes in the same order.
+The one comparison used by export's parity check, FP16 / INT8 checks and validate. No torch import.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,3 +64,56 @@ def compare_logits(base: np.ndarray, cand: np.ndarray) -> dict[str, float]:
         raise GtptError(f"compare: expected logits of the same shape, got {a.shape} and {b.shape}")
     d = np.abs(a - b)
     return {"max_abs": float(d.max()) if d.size else 0.0, "mean_abs": float(d.mean()) if d.size else 0.0}
+
+
+@dataclass(frozen=True)
+class LogitAgreement:
+    """Numeric agreement of two runners on the same crops.
+
+    Attributes:
+        samples: crops compared; batch: crops per call.
+        max_abs_diff, mean_abs_diff: over all logits of both outputs (simcc_x and simcc_y).
+        argmax_agreement: fraction of (crop, keypoint, axis) whose SimCC argmax bin is the same (1.0 = same decisions).
+    """
+
+    samples: int
+    batch: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    argmax_agreement: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def batches_of(crops: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Split (N, ...) into batches of exactly ``batch``, wrapping around to fill the last one (static batches)."""
+    n = max(len(crops), batch)
+    idx = np.arange(-(-n // batch) * batch) % len(crops)
+    return [crops[idx[i:i + batch]] for i in range(0, len(idx), batch)]
+
+
+def compare_runners(base: Any, cand: Any, crops: np.ndarray, batch: int | None = None) -> LogitAgreement:
+    """Run two **active** runners on the same float32 (N, 3, H, W) crops and compare their logits.
+
+    ``batch``: crops per call (default: the runners' static batch, else all crops at once). A static-batch
+    runner gets exactly its batch (the last one filled by wrapping around).
+    """
+    statics = {s for s in (base.static_batch, cand.static_batch) if s is not None}
+    if len(statics) > 1:
+        raise GtptError(f"compare: the runners have different static batches {sorted(statics)}; compare artifacts "
+                        f"exported with the same --batch")
+    if not len(crops):
+        raise GtptError("compare: expected at least one crop, got none")
+    b = statics.pop() if statics else (batch or len(crops))
+    total, agree, count, max_d, sum_d, n_logits = 0, 0, 0, 0.0, 0.0, 0
+    for chunk in batches_of(np.ascontiguousarray(crops, dtype=np.float32), b):
+        for r, c in zip(base.infer(chunk), cand.infer(chunk)):
+            d = np.abs(r.astype(np.float64) - c)
+            max_d = max(max_d, float(d.max()))
+            sum_d += float(d.sum())
+            n_logits += d.size
+            agree += int((r.argmax(-1) == c.argmax(-1)).sum())
+            total += r.shape[0] * r.shape[1]
+        count += len(chunk)
+    return LogitAgreement(count, b, max_d, sum_d / n_logits, agree / total)

@@ -1,8 +1,9 @@
 """Validate artifacts against a baseline: COCO keypoint AP of each on identical crops, plus runner agreement.
 
 Every artifact sees the same boxes (cached from one box source) and therefore bit-identical crops (cropping is a
-deterministic numpy/cv2 function), so an AP difference can only come from the backend. AP values are in
-**points** (pycocotools x 100), as the budget (``max_ap_drop``) is.
+deterministic numpy/cv2 function), so an AP difference can only come from the backend. AP is 0-1 everywhere (as
+pycocotools and ``evaluate`` report it), and so is the budget: ``max_ap_drop=0.005`` is half an AP point.
+Each artifact runs on its own device (a CPU baseline and a GPU candidate fit in one table).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from ..runtime.run import stack_poses
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_AP_DROP = 0.5  # AP points: the INT8 budget of design.md §6 (FP32 must be 0.0, FP16 within 0.1)
+DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 must be 0.0, FP16 within 0.001)
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,9 @@ class ValidationRow:
 
     artifact: str
     runner: str
-    AP: float
-    AP50: float
-    AP75: float
-    AR: float
-    delta_AP: float                 # AP - baseline AP (points)
+    metrics: dict[str, Any]         # evaluate --json's keys: AP, AP50, AP75, APm, APl, AR (whole-body: per part)
+    AP: float                       # the headline AP, 0-1 (whole-body: all 133 points)
+    delta_AP: float                 # AP - baseline AP (0-1)
     argmax_agreement: float         # fraction of keypoints with the baseline's argmax bins in x and y
     mean_disp_px: float             # keypoint displacement vs the baseline, image pixels
     max_disp_px: float
@@ -47,7 +46,16 @@ class ValidationRow:
     model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The row as JSON: ``evaluate --json``'s keys at the top level, then the agreement columns."""
+        d = asdict(self)
+        metrics = d.pop("metrics")
+        d.pop("AP")
+        return {"artifact": d.pop("artifact"), "runner": d.pop("runner"), **metrics, **d}
+
+    @property
+    def headline(self) -> dict[str, float]:
+        """AP, AP50, AP75, AR of the headline metrics (whole-body: the ``wholebody`` part)."""
+        return self.metrics.get("wholebody", self.metrics)
 
 
 @dataclass(frozen=True)
@@ -71,27 +79,30 @@ class ValidationReport:
         names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
                  for i, r in enumerate(self.rows)]
         wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
-        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'dAP':>6} "
+        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'dAP':>7} "
                   f"{'argmax':>7} {'mean px':>8} {'max px':>8}")
-        lines = [header, "-" * len(header)]
+        lines = ["AP columns: COCO keypoint AP, 0-1", header, "-" * len(header)]
         for name, r in zip(names, self.rows):
-            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {r.AP:6.2f} {r.AP50:6.2f} {r.AP75:6.2f} {r.AR:6.2f} "
-                         f"{r.delta_AP:+6.2f} {r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}")
+            h = r.headline
+            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {h['AP']:6.3f} {h['AP50']:6.3f} {h['AP75']:6.3f} "
+                         f"{h['AR']:6.3f} {r.delta_AP:+7.4f} {r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} "
+                         f"{r.max_disp_px:8.3f}")
         verdict = "within" if self.passed else "OVER"
         lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; "
-                     f"{verdict} the budget (AP drop <= {self.max_ap_drop:g})")
+                     f"{verdict} the budget (AP drop <= {self.max_ap_drop:g}, 0-1 AP)")
         return "\n".join(lines)
 
 
 def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
-                 batch: int | None, device: str, threads: int | None,
+                 batch: int | None, device: str, provider: str | None, threads: int | None,
                  progress: bool) -> tuple[list[ImagePoses], str, int, float]:
     from tqdm import tqdm
 
     from ..runners import create_runner
 
     out: list[ImagePoses] = []
-    with create_runner(artifact, device=device, threads=threads) as runner:
+    with create_runner(artifact, device=device, provider=provider if Path(artifact).suffix == ".onnx" else None,
+                       threads=threads) as runner:
         predictor = Predictor(runner, flip=flip, batch=batch)
         bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc=Path(artifact).name)
         for result in predictor.predict(paths, source, ids):
@@ -110,7 +121,8 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
              boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
              batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
              max_ap_drop: float = DEFAULT_MAX_AP_DROP, threads: int | None = None,
-             progress: bool = False) -> ValidationReport:
+             progress: bool = False, provider: str | None = None, baseline_device: str | None = None,
+             detector_device: str = "cpu", detector_threads: int | None = None) -> ValidationReport:
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
 
     Args:
@@ -119,14 +131,17 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         boxes: ``"gt"`` (official GT-box protocol; the default without ``detector``) or a COCO detection results
             JSON; or pass ``detector`` (an ONNX person detector, run once per image).
         batch: crops per call for dynamic-batch artifacts (static ones use their own).
-        max_ap_drop: largest allowed AP drop of a candidate, in AP points.
+        max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point).
+        device, provider: where the candidates run (``cpu`` / ``cuda[:N]``; ONNX Runtime provider for .onnx);
+            baseline_device: the baseline's device (default: ``device``).
         threads: CPU threads of each backend (None: its default).
+        detector_device, detector_threads: where the person detector runs (its own setting).
 
     Returns:
         :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
     """
-    if max_ap_drop < 0:
-        raise GtptError(f"--max-ap-drop must be >= 0 AP points, got {max_ap_drop}")
+    if not max_ap_drop >= 0 or max_ap_drop > 1:  # also refuses NaN
+        raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {max_ap_drop}")
     gt = load_annotations(ann)
     images = Path(images)
     if not images.is_dir():
@@ -136,27 +151,28 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     ids = {images / Path(im["file_name"]).name: int(im["id"]) for im in gt["images"] if "file_name" in im}
     if boxes is None and detector is None:
         boxes = "gt"
-    source = CachedBoxes(box_source(boxes=boxes, detector=detector, ann=gt, score_thr=box_thr, device=device))
+    source = CachedBoxes(box_source(boxes=boxes, detector=detector, ann=gt, score_thr=box_thr,
+                                    device=detector_device, threads=detector_threads))
     label = f"detector {Path(detector).name}" if detector is not None else ("gt" if str(boxes) == "gt" else str(boxes))
 
     rows: list[ValidationRow] = []
     base_poses: list[ImagePoses] = []
     base_ap = 0.0
     for i, artifact in enumerate([baseline, *candidates]):
-        poses, description, k, ms = _predict_all(artifact, paths, source, ids, flip, batch, device, threads,
+        on = (baseline_device or device) if i == 0 else device
+        poses, description, k, ms = _predict_all(artifact, paths, source, ids, flip, batch, on, provider, threads,
                                                   progress)
         ids_, kpts, scores, centers, scales = stack_poses(poses, k)
         metrics = evaluate(gt, to_coco_results(ids_, kpts, scores, centers, scales))
-        head = getattr(metrics, "wholebody", metrics)  # COCO-WholeBody: the all-133-points headline
-        ap = 100.0 * head.AP
+        ap = float(metrics.AP)  # COCO-WholeBody: the all-133-points headline
         if i == 0:
             base_poses, base_ap = poses, ap
         agree = compare_keypoints(*_kb(base_poses, k), *_kb(poses, k))
         delta = ap - base_ap
-        rows.append(ValidationRow(str(artifact), description, ap, 100.0 * head.AP50, 100.0 * head.AP75,
-                                  100.0 * head.AR, delta, agree.argmax_agreement, agree.mean_disp_px,
-                                  agree.max_disp_px, i == 0 or delta >= -max_ap_drop - 1e-9, ms))
-        log.info("%s: AP %.2f (delta %+.2f)", Path(artifact).name, ap, delta)
+        rows.append(ValidationRow(str(artifact), description, metrics.to_dict(), ap, delta, agree.argmax_agreement,
+                                  agree.mean_disp_px, agree.max_disp_px, i == 0 or delta >= -max_ap_drop - 1e-12,
+                                  ms))
+        log.info("%s: AP %.4f (delta %+.4f)", Path(artifact).name, ap, delta)
     persons = sum(len(p.keypoints) for p in base_poses)
     return ValidationReport(rows, float(max_ap_drop), label, len(paths), persons)
 

@@ -27,9 +27,11 @@ import numpy as np
 
 from .. import __version__
 from ..artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
-from ..errors import ExportError, GtptError, InputImageError
+from ..errors import ExportError
+from ..eval.compare import batches_of
 from ..metadata import ModelMeta, write_onnx_meta
 from ..threads import apply_thread_policy
+from .samples import load_samples
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,6 @@ SUPPORTED_OPSETS = range(17, 21)        # 20 = the TorchScript exporter's maximu
 MAX_ABS_DIFF = 1e-4                     # ONNX Runtime vs PyTorch, logits
 DYNAMIC_CHECK_BATCHES = (1, 3, 8)
 N_RANDOM = 4
-SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 EXPORTER = "torch.onnx TorchScript (dynamo=False)"
 
 
@@ -138,6 +139,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if batch is not None and batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
     static_batch = None if dynamic_batch else (batch or 1)
+    if output is not None and Path(output).suffix.lower() != ".onnx":
+        raise ExportError(f"--output must name an .onnx file, got '{Path(output).name}'; the report is written "
+                          f"next to it as {Path(output).stem}.json")
 
     from ..models import create_model, get_config
 
@@ -186,7 +190,7 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
     rand = np.random.default_rng(0).standard_normal((N_RANDOM, 3, *cfg.image_size)).astype(np.float32)
     t = time.perf_counter()
     if simplify:
-        graph, simp = simplify_model(raw, _batches(rand, batch or 1)[0])
+        graph, simp = simplify_model(raw, batches_of(rand, batch or 1)[0])
     else:
         from .graph import SimplifyReport
 
@@ -271,98 +275,22 @@ def _torch_export(net: Any, batch: int | None, opset: int) -> Any:
         return onnx.load(str(path))
 
 
-# ----------------------------------------------------------------------------------------------- parity inputs
-# Bundled with the repository (demo/, see NOTICE): COCO val images with their GT person boxes.
-DEMO_ANNOTATIONS = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
-MAX_REAL_CROPS = 12
-
-
-def default_samples() -> Path | None:
-    """$GTPT_SAMPLES, else the repository's demo annotations, else the shared people photos, else None."""
-    if os.environ.get("GTPT_SAMPLES"):
-        return Path(os.environ["GTPT_SAMPLES"])
-    if DEMO_ANNOTATIONS.is_file():
-        return DEMO_ANNOTATIONS
-    shared = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-    photos = shared / "data" / "people_photos_pypi"
-    return photos if photos.is_dir() else None
-
-
-def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """Normalized real person crops float32 (N<=12,3,H,W) for the parity check, and the image paths used.
-
-    ``samples``: a COCO keypoint JSON (up to 12 seeded GT person crops, ``runtime.crops.person_crops``; images in
-    ``images/`` next to it), a folder of person photos or one photo (boxes: the whole frame and its left / right
-    halves); None = ``default_samples()``.
-    """
-    import cv2
-
-    from ..runtime.crops import person_crops
-    from ..runtime.images import load_image  # the one image reader: grayscale / RGBA / 16-bit handled
-    from ..runtime.transforms import box_to_center_scale, crop_and_normalize
-
-    source = Path(samples) if samples is not None else default_samples()
-    if source is None:
-        log.warning("no sample person photos found (set GTPT_SAMPLES or pass --samples); parity uses random inputs only")
-        return np.zeros((0, 3, *input_size), np.float32), []
-    if source.suffix.lower() == ".json":
-        folder = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
-        try:
-            got = person_crops(source, folder, MAX_REAL_CROPS, seed=0, input_size=input_size, at_most=True)
-        except GtptError as e:  # a --samples file that is no usable COCO keypoint file, or its images are missing
-            raise InputImageError(f"--samples: {e}") from None
-        return got.crops, sorted({str(folder / n) for n in got.file_names})
-    if source.is_dir():
-        found = sorted(p for p in source.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
-        if not found:
-            raise InputImageError(f"sample folder {source} holds no .jpg/.png images; pass a folder of person photos")
-    elif not source.is_file():
-        raise InputImageError(f"sample image {source} does not exist; pass an image or a folder of person photos")
-    else:
-        found = [source]
-    crops, names = [], []
-    for path in found:
-        rgb = cv2.cvtColor(load_image(path), cv2.COLOR_BGR2RGB)  # InputImageError for a missing / bad file
-        h, w = rgb.shape[:2]
-        boxes = np.array([[0, 0, w, h], [0, 0, w / 2, h], [w / 2, 0, w / 2, h]], dtype=np.float32)
-        center, scale = box_to_center_scale(boxes, input_size)
-        crops.append(crop_and_normalize(rgb, center, scale, input_size))
-        names.append(str(path))
-    return np.concatenate(crops)[:MAX_REAL_CROPS], names
-
-
-def _batches(x: np.ndarray, batch: int) -> list[np.ndarray]:
-    """Split (N,...) into batches of exactly ``batch``, wrapping around to fill the last one."""
-    n = max(len(x), batch)
-    idx = np.arange(-(-n // batch) * batch) % len(x)
-    return [x[idx[i:i + batch]] for i in range(0, len(idx), batch)]
-
-
 def check_parity(net: Any, onnx_model: bytes, real: np.ndarray, rand: np.ndarray,
                  batch: int | None) -> list[ParityCase]:
     """ONNX Runtime vs PyTorch eager on ``real`` crops and ``rand`` inputs (float32 (N,3,256,192) each), in batches
-    of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic). Agreement counts (sample, keypoint, axis)."""
-    import torch
+    of ``batch`` (static) or of 1, 3 and 8 (``batch=None``: dynamic), through the Runner contract and
+    ``eval.compare.compare_runners``. Agreement counts (sample, keypoint, axis)."""
+    from ..eval.compare import compare_runners
+    from ..runners import create_runner
 
-    from .graph import ort_session, run_ort
-
-    sess = ort_session(onnx_model)
     cases = []
-    for label, data in (("real crops", real), ("random", rand)):
-        if not len(data):
-            continue
-        for b in ((batch,) if batch is not None else DYNAMIC_CHECK_BATCHES):
-            diffs, agree, total, count = [], 0, 0, 0
-            for chunk in _batches(data, b):
-                with torch.no_grad():
-                    ref = [t.numpy() for t in net(torch.from_numpy(chunk))]
-                got = run_ort(sess, chunk)
-                for r, g in zip(ref, got):
-                    diffs.append(float(np.abs(r - g).max()))
-                    agree += int((r.argmax(-1) == g.argmax(-1)).sum())
-                    total += r.shape[0] * r.shape[1]
-                count += len(chunk)
-            cases.append(ParityCase(label, b, count, max(diffs), agree / total))
+    with create_runner(net) as torch_runner, create_runner(onnx_model) as ort_runner:
+        for label, data in (("real crops", real), ("random", rand)):
+            if not len(data):
+                continue
+            for b in ((batch,) if batch is not None else DYNAMIC_CHECK_BATCHES):
+                a = compare_runners(torch_runner, ort_runner, data, batch=b)
+                cases.append(ParityCase(label, a.batch, a.samples, a.max_abs_diff, a.argmax_agreement))
     return cases
 
 
@@ -379,4 +307,4 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-__all__ = ["ExportResult", "ParityCase", "export_onnx", "expected_topk", "check_parity", "load_samples"]
+__all__ = ["ExportResult", "ParityCase", "export_onnx", "expected_topk", "check_parity"]

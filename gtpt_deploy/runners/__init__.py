@@ -1,18 +1,23 @@
 """Runners: one contract (:class:`Runner`) for every backend; :func:`create_runner` picks it from the artifact.
 
-Only this package knows which backends exist; nothing outside it branches on the backend.
+Only this package knows which backends exist; nothing outside it branches on the backend. An artifact is a file
+(chosen by suffix) or an in-memory model (an ``onnx.ModelProto`` / serialized ONNX bytes, or a ``torch.nn.Module``
+with its :class:`~gtpt_deploy.metadata.ModelMeta`), so export, FP16 conversion and calibration check their results
+through the same contract as ``run`` and ``validate``.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from ..errors import ArtifactError
+from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
 __all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS", "NAMED_BACKENDS",
-           "backends_for"]
+           "backends_for", "Artifact"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -34,39 +39,75 @@ NAMED_BACKENDS = {
 
 
 def backends_for(path: str | Path) -> list[str]:
-    """Names of the backends that can run ``path`` (by its suffix), the default one first."""
+    """Names of the backends that can run the file ``path`` (by its suffix), the default one first."""
     suffix = Path(path).suffix.lower()
     names = [n for n, (_, _, suffixes) in NAMED_BACKENDS.items() if suffix in suffixes]
     default = BACKENDS.get(suffix, (None, None))[1]
     return sorted(names, key=lambda n: NAMED_BACKENDS[n][1] != default)
 
 
-def create_runner(path: str | Path, device: str = "cpu", backend: str | None = None, **options: object) -> Runner:
-    """The runner for an artifact, chosen by its suffix; use it as a context manager.
+#: what create_runner accepts: a path, an onnx.ModelProto, serialized ONNX bytes, or a torch.nn.Module
+Artifact = Any
 
-    ``.pth``/``.pt`` -> PyTorch (variant detected from the weights), ``.onnx`` -> ONNX Runtime (configured from the
-    file's metadata), ``.engine``/``.plan`` -> TensorRT (a later release). ``device``: ``cpu``, ``cuda``, or for
-    ONNX also ``tensorrt`` (the ONNX Runtime execution provider). ``backend``: another backend for the same file
-    (``backends_for(path)``, e.g. ``"torch.compile"`` for a checkpoint); None = the suffix's default. Extra
-    ``options`` go to the backend (``threads``; ``spinning`` for ONNX Runtime).
+
+def _backend(module_name: str, cls_name: str) -> type[Runner]:
+    return getattr(importlib.import_module(module_name, __name__), cls_name)
+
+
+def create_runner(artifact: Artifact, device: str | None = None, *, provider: str | None = None,
+                  threads: int | None = None, meta: ModelMeta | None = None, backend: str | None = None,
+                  **options: Any) -> Runner:
+    """The runner for an artifact; use it as a context manager.
+
+    Args:
+        artifact: ``.pth``/``.pt`` (PyTorch, variant detected from the weights), ``.onnx`` (ONNX Runtime, configured
+            from the file's metadata), ``.engine``/``.plan`` (TensorRT); or in memory: an ``onnx.ModelProto`` or its
+            serialized bytes (ONNX Runtime), a ``torch.nn.Module`` (PyTorch; ``meta`` describes it, default from
+            the module's GTPT config).
+        device: where this artifact runs: ``cpu``, ``cuda`` or ``cuda:N`` (default ``cpu``; TensorRT: ``cuda``).
+        provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
+            ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
+        threads: CPU threads of the backend (None: its default).
+        backend: another backend for the same file (``backends_for(path)``, e.g. ``"torch.compile"`` for a
+            checkpoint); None: the suffix's default.
+        options: further backend options (``spinning`` for ONNX Runtime).
 
     Example::
 
         with create_runner("export/gtpt_t_coco_b1.onnx") as runner:
             simcc_x, simcc_y = runner.infer(crops)   # float32 (B,3,256,192) -> (B,K,384), (B,K,512)
     """
-    path = Path(path)
+    kwargs: dict[str, Any] = {"threads": threads, **options}
+    if device is not None:
+        kwargs["device"] = device
+    if isinstance(artifact, (bytes, bytearray)) or type(artifact).__name__ == "ModelProto":
+        return _backend(".ort", "OrtRunner")(artifact, provider=provider, **kwargs)
+    if not isinstance(artifact, (str, Path)):
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(artifact, torch.nn.Module):
+            return _backend(".torch", "TorchRunner")(artifact, meta=meta, **kwargs)
+        raise ArtifactError(f"expected an artifact path, an onnx.ModelProto, ONNX bytes or a torch.nn.Module, got "
+                            f"{type(artifact).__name__}")
+    path = Path(artifact)
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:
         raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
                             f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
+    if path.is_dir():
+        raise ArtifactError(f"artifact {path} is a directory; pass a .pth checkpoint, an .onnx or an .engine file")
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
-    module_name, cls_name = BACKENDS[suffix]
+    cls = _backend(*BACKENDS[suffix])
     if backend is not None:
         if backend not in backends_for(path):
             raise ArtifactError(f"backend '{backend}' cannot run {path.name}; for '{suffix}' files use one of "
                                 f"{', '.join(backends_for(path))}")
-        module_name, cls_name, _ = NAMED_BACKENDS[backend]
-    cls = getattr(importlib.import_module(module_name, __name__), cls_name)
-    return cls(path, device=device, **options)
+        cls = _backend(*NAMED_BACKENDS[backend][:2])
+    if suffix == ".onnx":
+        kwargs["provider"] = provider
+    elif provider is not None:
+        raise ArtifactError(f"--provider {provider} applies to ONNX artifacts (ONNX Runtime), not to {path.name}; "
+                            f"use --device for it")
+    return cls(path, **kwargs)

@@ -16,8 +16,19 @@ from types import TracebackType
 
 import numpy as np
 
-from ..errors import ArtifactError, RunnerInputError, RunnerStateError
+from ..errors import ArtifactError, GtptError, RunnerInputError, RunnerStateError
 from ..metadata import ModelMeta
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``cpu`` -> ("cpu", None); ``cuda`` -> ("cuda", 0); ``cuda:N`` -> ("cuda", N). GtptError otherwise."""
+    kind, _, index = str(device).strip().lower().partition(":")
+    if kind == "cpu" and not index:
+        return "cpu", None
+    if kind == "cuda" and (not index or index.isdigit()):
+        return "cuda", int(index or 0)
+    raise GtptError(f"expected a device cpu, cuda or cuda:N, got '{device}'; ONNX Runtime execution providers "
+                    f"(cuda, tensorrt) are chosen with --provider")
 
 
 class Runner(abc.ABC):

@@ -16,11 +16,11 @@ import numpy as np
 from ..errors import ArtifactError, GtptError, MissingDependencyError
 from ..metadata import ModelMeta
 from ..threads import ort_allows_spinning
-from .base import Runner
+from .base import Runner, parse_device
 
 log = logging.getLogger(__name__)
 
-# device name -> provider list in priority order (the first one is the one that must really be used)
+# provider name -> ONNX Runtime providers in priority order (the first one is the one that must really be used)
 PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
@@ -36,29 +36,49 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def make_session(path: str | Path, device: str = "cpu", threads: int | None = None,
-                 spinning: bool | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` on ``device`` (cpu / cuda / tensorrt), refusing silent CPU fallbacks.
+def resolve_provider(provider: str | None, device: str = "cpu") -> tuple[str, int]:
+    """(provider name, GPU index) from the user's ``provider`` and ``device`` (``cuda:N`` picks the GPU).
 
-    ``spinning``: whether idle intra-op threads may spin-wait (``session.intra_op.allow_spinning``); None follows
-    the process's idle-thread policy (:func:`~gtpt_deploy.threads.ort_allows_spinning`, passive by default).
+    No provider: ``cpu`` on a CPU device, ``cuda`` on a CUDA device. GtptError for an unknown name or the CPU
+    provider on a CUDA device.
+    """
+    kind, index = parse_device(device)
+    name = provider or ("cpu" if kind == "cpu" else "cuda")
+    if name not in PROVIDERS:
+        raise GtptError(f"ONNX Runtime providers are {', '.join(PROVIDERS)}, got '{name}'")
+    if name == "cpu" and kind == "cuda":
+        raise GtptError(f"device '{device}' needs a GPU provider for ONNX artifacts; pass --provider cuda or tensorrt")
+    return name, index or 0
+
+
+def make_session(model: str | Path | bytes, provider: str = "cpu", device_id: int = 0,
+                 threads: int | None = None, name: str | None = None, spinning: bool | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` with ``provider`` (cpu / cuda / tensorrt), refusing silent CPU fallbacks.
+
+    ``model``: an ONNX file or serialized ONNX bytes (``name`` labels it in messages). ``spinning``: whether idle
+    intra-op threads may spin-wait (``session.intra_op.allow_spinning``); None follows the process's idle-thread
+    policy (:func:`~gtpt_deploy.threads.ort_allows_spinning`, passive unless ``OMP_WAIT_POLICY=ACTIVE``).
 
     Raises:
-        GtptError: unknown device, provider not installed, or provider installed but not usable here.
+        GtptError: unknown provider, provider not installed, or provider installed but not usable here.
         ArtifactError: the file is missing or is not a loadable ONNX model.
     """
     ort = import_onnxruntime()
-    if device not in PROVIDERS:
-        raise GtptError(f"ONNX Runtime devices are {', '.join(PROVIDERS)}, got '{device}'")
-    wanted = PROVIDERS[device]
+    if provider not in PROVIDERS:
+        raise GtptError(f"ONNX Runtime providers are {', '.join(PROVIDERS)}, got '{provider}'")
+    wanted = PROVIDERS[provider]
     available = ort.get_available_providers()
     if wanted[0] not in available:
-        raise GtptError(f"device '{device}' needs ONNX Runtime's {wanted[0]}, but this onnxruntime "
+        raise GtptError(f"provider '{provider}' needs ONNX Runtime's {wanted[0]}, but this onnxruntime "
                         f"{ort.__version__} only has {', '.join(available)}; install onnxruntime-gpu in an "
-                        f"environment without the CPU onnxruntime (pip install 'gtpt-deploy[gpu]') or use --device cpu")
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX model {path} does not exist; pass the path of an exported .onnx file")
+                        f"environment without the CPU onnxruntime (pip install 'gtpt-deploy[gpu]') or use "
+                        f"--provider cpu")
+    in_memory = isinstance(model, (bytes, bytearray))
+    label = name or ("in-memory ONNX model" if in_memory else str(model))
+    if not in_memory:
+        path = Path(model)
+        if not path.is_file():
+            raise ArtifactError(f"ONNX model {path} does not exist; pass the path of an exported .onnx file")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # keep ORT's own warnings (e.g. unused initializers) out of the CLI output
     if threads:
@@ -66,17 +86,19 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     # Spinning idle threads win a little on an idle machine and lose ~2x on shared cores (benchmarks/README.md).
     allow = ort_allows_spinning() if spinning is None else spinning
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow else "0")
+    providers: list[Any] = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=list(wanted))
+        session = ort.InferenceSession(bytes(model) if in_memory else str(model), sess_options=opts,
+                                       providers=providers)
     except Exception as e:  # onnxruntime raises its own (non-exported) exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ArtifactError(f"{path} is not a loadable ONNX model ({first}); re-export it") from None
+        raise ArtifactError(f"{label} is not a loadable ONNX model ({first}); re-export it") from None
     used = session.get_providers()
     if not used or used[0] != wanted[0]:
-        raise GtptError(f"device '{device}' requested but ONNX Runtime fell back to {', '.join(used)} for {path.name} "
-                        f"({wanted[0]} is installed but could not start: no GPU, or CUDA/cuDNN/TensorRT libraries "
-                        f"missing); fix the GPU setup or use --device cpu")
-    log.debug("%s: ONNX Runtime providers %s", path.name, used)
+        raise GtptError(f"provider '{provider}' requested but ONNX Runtime fell back to {', '.join(used)} for "
+                        f"{Path(label).name} ({wanted[0]} is installed but could not start: no GPU, or "
+                        f"CUDA/cuDNN/TensorRT libraries missing); fix the GPU setup or use --provider cpu")
+    log.debug("%s: ONNX Runtime providers %s", label, used)
     return session
 
 
@@ -84,26 +106,31 @@ class OrtRunner(Runner):
     """ONNX Runtime inference of an exported GTPT model (static or dynamic batch, as the file says).
 
     Args:
-        path: ``.onnx`` written by ``export_onnx`` (its ``gtpt.*`` metadata configures the runner).
-        device: ``cpu``, ``cuda`` or ``tensorrt`` (ONNX Runtime execution providers).
+        model: ``.onnx`` written by ``export_onnx`` (its ``gtpt.*`` metadata configures the runner), or the same
+            model in memory (``onnx.ModelProto`` or serialized bytes).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (the GPU for a GPU provider).
+        provider: ``cpu``, ``cuda`` or ``tensorrt`` (ONNX Runtime execution providers); default from ``device``.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
         spinning: let idle intra-op threads spin (None: the process's policy, see ``gtpt_deploy.threads``).
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
-                 spinning: bool | None = None) -> None:
-        super().__init__(str(path))
-        if device not in PROVIDERS:
-            raise GtptError(f"ONNX Runtime devices are {', '.join(PROVIDERS)}, got '{device}'")
+    def __init__(self, model: str | Path | bytes | Any, device: str = "cpu", provider: str | None = None,
+                 threads: int | None = None, spinning: bool | None = None) -> None:
+        in_memory = not isinstance(model, (str, Path))
+        super().__init__("in-memory ONNX model" if in_memory else str(model))
+        self.provider, self.device_id = resolve_provider(provider, device)
         self.device = device
         self.threads = threads
         self.spinning = spinning
+        self._model = (model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()) \
+            if in_memory else Path(model)
         self._session: Any = None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
-        session = make_session(self.source, self.device, self.threads, self.spinning)
+        session = make_session(self._model, self.provider, self.device_id, self.threads, name=self.source,
+                               spinning=self.spinning)
         props = session.get_modelmeta().custom_metadata_map
         meta = ModelMeta.from_props(props, source=self.source)
         inputs = session.get_inputs()

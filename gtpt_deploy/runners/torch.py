@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import GtptError
 from ..metadata import ModelMeta
 from ..threads import apply_thread_policy
-from .base import Runner
-
-DEVICES = ("cpu", "cuda")
+from .base import Runner, parse_device
 
 
 class TorchRunner(Runner):
     """Eager PyTorch inference of the EMA branch; any batch size (dynamic).
 
     Args:
-        checkpoint: a ``.pth`` file readable by ``gtpt_deploy.models.read_checkpoint``.
+        checkpoint: a ``.pth`` file readable by ``gtpt_deploy.models.read_checkpoint``, or a GTPT
+            ``torch.nn.Module`` in memory (moved to ``device``; ``meta`` describes it, default from ``model.cfg``).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. TF32 is switched off on CUDA so that FP32 numbers are
             comparable with the other backends (validate reports differences that must come from the backend).
         threads: CPU threads for torch while the runner is active (``torch.set_num_threads`` is process-wide; the
@@ -27,13 +26,15 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = None) -> None:
-        super().__init__(str(checkpoint))
-        if device.split(":")[0] not in DEVICES:
-            raise GtptError(f"the PyTorch runner runs on {' or '.join(DEVICES)}, got device '{device}'; "
-                            f"'{device}' needs an ONNX artifact (onnxruntime) instead")
+    def __init__(self, checkpoint: str | Path | Any, device: str = "cpu", threads: int | None = None,
+                 meta: ModelMeta | None = None) -> None:
+        in_memory = not isinstance(checkpoint, (str, Path))
+        super().__init__("in-memory torch model" if in_memory else str(checkpoint))
+        parse_device(device)  # cpu / cuda / cuda:N, else a one-line error
         self.device = device
         self.threads = threads
+        self._module = checkpoint if in_memory else None
+        self._given_meta = meta
         self._model = None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
@@ -42,7 +43,10 @@ class TorchRunner(Runner):
 
         from ..models import create_model
 
-        model = create_model(checkpoint=self.source, device=self.device)
+        if self._module is not None:
+            model = self._module.to(self.device).eval()
+        else:
+            model = create_model(checkpoint=self.source, device=self.device)
         self._saved_threads = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(int(self.threads))
@@ -52,14 +56,18 @@ class TorchRunner(Runner):
         self._model = model
         self._torch = torch
         versions = {"torch": torch.__version__}
-        return ModelMeta.for_config(model.cfg, batch=None, versions=versions), None
+        meta = self._given_meta or ModelMeta.for_config(model.cfg, batch=None, versions=versions)
+        return meta, None
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        with torch.no_grad():  # no_grad, not inference_mode: inductor's freezing (compiled subclass) needs it
+        with self._grad_off():
             x = torch.from_numpy(batch).to(self.device)
             sx, sy = self._model(x)  # type: ignore[misc]
         return sx.float().cpu().numpy(), sy.float().cpu().numpy()
+
+    def _grad_off(self) -> Any:
+        return self._torch.inference_mode()
 
     def _deactivate(self) -> None:
         self._model = None
@@ -79,6 +87,9 @@ class CompiledTorchRunner(TorchRunner):
     """
 
     backend = "torch.compile"
+
+    def _grad_off(self) -> Any:
+        return self._torch.no_grad()  # inductor's freezing applies to graphs traced under no_grad
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
         meta, static = super()._activate()

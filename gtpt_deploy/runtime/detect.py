@@ -51,18 +51,21 @@ class PersonDetector:
         score_thr: keep boxes with score >= this.
         label: class index of *person* in ``labels`` (0 for RTMDet person).
         input_size: detector input (H, W) (320x320 for RTMDet-nano).
-        device: ONNX Runtime device (cpu / cuda / tensorrt), checked like the pose runners.
+        device: ``cpu``, ``cuda`` or ``cuda:N``; provider: ONNX Runtime provider (default from ``device``),
+            checked like the pose runners'.
+        threads: ONNX Runtime intra-op threads (None: its default).
     """
 
     def __init__(self, path: str | Path, score_thr: float = 0.3, label: int = 0,
-                 input_size: tuple[int, int] = (320, 320), device: str = "cpu", threads: int | None = None) -> None:
-        from ..runners.ort import make_session
+                 input_size: tuple[int, int] = (320, 320), device: str = "cpu", threads: int | None = None,
+                 provider: str | None = None) -> None:
+        from ..runners.ort import make_session, resolve_provider
 
         self.path = Path(path)
         self.score_thr = float(score_thr)
         self.label = int(label)
         self.input_size = input_size
-        self._session: Any = make_session(self.path, device, threads)
+        self._session: Any = make_session(self.path, *resolve_provider(provider, device), threads)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         if len(inputs) != 1 or not {"dets", "labels"} <= set(outputs):

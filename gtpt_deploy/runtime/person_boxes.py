@@ -11,7 +11,8 @@ from .detect import PersonDetector
 
 
 def box_source(boxes: str | Path | None = None, detector: str | Path | None = None, ann: str | Path | dict | None = None,
-               score_thr: float | None = None, device: str = "cpu") -> BoxSource:
+               score_thr: float | None = None, device: str = "cpu", provider: str | None = None,
+               threads: int | None = None) -> BoxSource:
     """Pick the box source from user options (one of them at most).
 
     Args:
@@ -19,6 +20,7 @@ def box_source(boxes: str | Path | None = None, detector: str | Path | None = No
         detector: a person detector ONNX with ``dets`` / ``labels`` outputs.
         ann: COCO annotation file; needed for ``"gt"``, optional for a detection file (matches images by name).
         score_thr: minimum box score (default: 0.3 for a detector, 0.0 for a detection file, as the official code).
+        device, provider, threads: where the detector runs (its own setting, independent of the pose artifact's).
 
     Returns:
         ground truth, detection file, detector, or the whole image when neither is given.
@@ -26,7 +28,8 @@ def box_source(boxes: str | Path | None = None, detector: str | Path | None = No
     if boxes is not None and detector is not None:
         raise GtptError(f"pass either --boxes or --detector, got both ({boxes} and {detector})")
     if detector is not None:
-        return PersonDetector(detector, score_thr=0.3 if score_thr is None else score_thr, device=device)
+        return PersonDetector(detector, score_thr=0.3 if score_thr is None else score_thr, device=device,
+                              provider=provider, threads=threads)
     if boxes is not None and str(boxes) == "gt":
         if ann is None:
             raise GtptError("--boxes gt needs the annotation file (--ann) the boxes come from")
