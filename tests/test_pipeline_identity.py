@@ -51,7 +51,7 @@ def _one_crop_at_a_time(artifact: Path, paths: list[Path]) -> list[dict]:
                 x, y, fx, fy = (np.concatenate(o) for o in zip(*outs))
                 shell.keypoints, shell.bins = pred.decode(x, y, fx, fy, shell.centers, shell.scales)
             poses.append(shell)
-    return to_coco_results(*stack_poses(poses, k))
+    return to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
 
 
 @pytest.mark.parametrize("which", ["dynamic", "static_b1"])

@@ -111,8 +111,8 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
     paths = expand_inputs([images])
     if not paths:
         raise InputImageError(f"no images found in {images}; pass a folder holding .jpg / .png files")
-    source = _TimedSource(box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr,
-                                     device=device or "cpu"))
+    # the detector on the CPU, as run's default (--detector-device)
+    source = _TimedSource(box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr))
     ids = assign_image_ids(paths)
     options: dict[str, Any] = {"threads": threads}
     options.update({k: v for k, v in (("device", device), ("provider", provider)) if v is not None})
@@ -125,7 +125,8 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
         def one_pass(subset: list[Path]) -> tuple[int, int]:
             results = list(predictor.predict(subset, source, ids))
             poses = [r for r in results if isinstance(r, ImagePoses)]
-            to_coco_results(*stack_poses(poses, k))  # run's post-processing (rescoring + OKS NMS), not written
+            # run's post-processing (rescoring + OKS NMS), not written
+            to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
             return sum(len(p.keypoints) for p in poses), len(results) - len(poses)
 
         say("warm-up pass")
