@@ -20,6 +20,8 @@ _API = {
     "GtptError": ".errors",
     "export_onnx": ".export",
     "create_runner": ".runners",
+    "bench": ".eval.bench",
+    "bench_pipeline": ".eval.pipeline_bench",
 }
 __all__ = sorted(_API) + ["__version__"]
 
