@@ -1,7 +1,8 @@
 """gtpt-deploy: GTPT pose transformers from a PyTorch checkpoint to ONNX / TensorRT, with COCO AP validation.
 
 The public API is loaded lazily so that ``import gtpt_deploy`` imports neither torch nor any optional backend:
-an ONNX-Runtime-only install can use the runners, codec and evaluator.
+a runtime-only install (no ``[export]`` extra, so no torch) can use ``predict``, the runners, ``evaluate`` and
+``validate`` on ONNX / engine artifacts.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ _API = {
     "GTPTConfig": ".models.gtpt",
     "GtptError": ".errors",
     "export_onnx": ".export",
+    "convert_fp16": ".export.fp16",
+    "calibrate_int8": ".calib",
+    "build_engine": ".engines",            # TensorRT (the engines stage)
     "create_runner": ".runners",
     "bench": ".eval.bench",
     "bench_pipeline": ".eval.pipeline_bench",
+    "predict": ".runtime.predict",
+    "Pose": ".runtime.predict",
+    "ImagePrediction": ".runtime.predict",
+    "evaluate": ".eval.metrics",
+    "validate": ".eval.validate",
+    "EngineResult": ".engines",
 }
 __all__ = sorted(_API) + ["__version__"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any, Union
 
@@ -38,12 +39,38 @@ def read_json(path: str | Path, what: str) -> Any:
                               f"pass the .json file itself") from None
 
 
+def is_number(v: Any) -> bool:
+    """A finite JSON number. Booleans are not numbers here, and NaN / Infinity (which Python's json reads) are not
+    scores or coordinates: pycocotools would score them silently and wrongly (all-NaN keypoints gave AP 1.0)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_bbox(v: Any) -> bool:
+    """A COCO box: a list of 4 finite numbers [x, y, width, height]."""
+    return isinstance(v, list) and len(v) == 4 and all(map(is_number, v))
+
+
+def _bad_value(v: Any) -> str:
+    return "null" if v is None else repr(v) if isinstance(v, (bool, float, int)) else f"a {type(v).__name__}"
+
+
+def _check_number(rec: dict, field: str, where: str) -> None:
+    if not is_number(rec[field]):
+        raise AnnotationError(f"{where}: expected '{field}' as a finite number, got {_bad_value(rec[field])}; "
+                              f"repair the file (NaN / Infinity / null / strings are not scores or sizes)")
+
+
 def _check_kpts(rec: dict, field: str, n: int, where: str) -> None:
     v = rec.get(field)
     if not isinstance(v, list) or len(v) != 3 * n:
         got = f"length {len(v)}" if isinstance(v, list) else ("no such field" if v is None else type(v).__name__)
         raise AnnotationError(f"{where}: expected '{field}' as a flat list of {3 * n} numbers ({n} points x, y, v), "
                               f"got {got}; check that the file matches the dataset's keypoint layout")
+    bad = next((i for i, x in enumerate(v) if not is_number(x)), None)
+    if bad is not None:
+        raise AnnotationError(f"{where}: expected '{field}' to hold finite numbers, got {_bad_value(v[bad])} at "
+                              f"position {bad} (point {bad // 3}); repair the file - the model or tool that wrote it "
+                              f"produced invalid values")
 
 
 def is_wholebody(gt: dict) -> bool:
@@ -72,12 +99,25 @@ def load_annotations(ann: AnnotationsLike) -> dict:
         raise AnnotationError(f"{where}: expected every entry of 'images' to have an 'id', got one without; "
                               f"repair the file")
     wholebody = is_wholebody(gt)
+    seen_ids: set = set()
     for i, a in enumerate(gt["annotations"]):
         at = f"{where}: annotation {i} (id {a.get('id')})" if isinstance(a, dict) else f"{where}: annotation {i}"
-        missing = [k for k in ("image_id", "category_id", "bbox", "area") if not isinstance(a, dict) or k not in a]
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area")
+                   if not isinstance(a, dict) or k not in a]
         if missing:
-            raise AnnotationError(f"{at}: expected fields image_id, category_id, bbox, area, got none for "
+            raise AnnotationError(f"{at}: expected fields id, image_id, category_id, bbox, area, got none for "
                                   f"{', '.join(missing)}; repair the file")
+        if not isinstance(a["id"], (int, str)) or isinstance(a["id"], bool) or a["id"] in seen_ids:
+            raise AnnotationError(f"{at}: expected a unique integer 'id', got "
+                                  f"{'a duplicate' if a['id'] in seen_ids else _bad_value(a['id'])}; repair the file")
+        seen_ids.add(a["id"])
+        box = a["bbox"]
+        if not is_bbox(box):
+            got = f"{len(box)} values" if isinstance(box, list) and len(box) != 4 else _bad_value(box) \
+                if not isinstance(box, list) else "non-numeric values"
+            raise AnnotationError(f"{at}: expected 'bbox' as [x, y, width, height] (4 finite numbers), got {got}; "
+                                  f"repair the file")
+        _check_number(a, "area", at)
         a.setdefault("iscrowd", 0)
         if wholebody:
             for _, (start, stop, field) in WHOLEBODY_PARTS.items():
@@ -110,9 +150,10 @@ def load_results(results: ResultsLike, gt: dict) -> list[dict]:
         if missing:
             raise AnnotationError(f"{at}: expected fields image_id, category_id, score, got none for "
                                   f"{', '.join(missing)}; write results in COCO keypoint results format")
-        if r["image_id"] not in image_ids:
+        if not isinstance(r["image_id"], (int, str)) or r["image_id"] not in image_ids:
             raise AnnotationError(f"{at}: expected an image_id of the annotation file, got {r['image_id']!r}, which "
                                   f"it does not list; evaluate against the annotation file the results were made for")
+        _check_number(r, "score", at)
         if wholebody:
             for _, (start, stop, field) in WHOLEBODY_PARTS.items():
                 _check_kpts(r, field, stop - start, at)

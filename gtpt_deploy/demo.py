@@ -1,7 +1,8 @@
 """The end-to-end demo on the embedded defaults (the README's main command).
 
-export the sample checkpoint to ONNX -> run person detector + pose on the bundled images (annotated copies and
-results.json) -> validate ONNX against PyTorch on the bundled annotated images (AP table).
+export the sample checkpoint to ONNX, convert it to FP16 and calibrate INT8 on the bundled annotations -> run person
+detector + INT8 pose on the bundled images (annotated copies and results.json) -> validate FP32, FP16 and INT8 ONNX
+against PyTorch on the bundled annotated images (one AP table, each row with its precision's budget).
 The bundled material lives in the repository's ``demo/`` folder (see NOTICE); the sample checkpoint in ``models/``.
 """
 
@@ -46,8 +47,10 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ``detector`` defaults to :func:`default_detector`; without one, every image is one person box.
     ``say`` receives a line per stage (the CLI passes ``click.echo``).
     """
+    from .calib import calibrate_int8
     from .export import export_onnx
-    from .runtime.run import run_images
+    from .export.fp16 import convert_fp16
+    from .runtime.run import run_inputs
     from .eval.validate import validate
 
     out = Path(out_dir)
@@ -56,22 +59,26 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ckpt = Path(checkpoint) if checkpoint is not None else SAMPLE_CHECKPOINT
     for needed in (images, ann, ckpt):
         if not needed.exists():
-            raise GtptError(f"demo input {needed} is missing; run the demo from a full checkout of gtpt-deploy "
-                            f"(or pass --checkpoint / --assets)")
+            hint = "pass --checkpoint" if needed == ckpt else "run the demo from a full checkout of gtpt-deploy"
+            raise GtptError(f"demo input {needed} is missing; {hint}")
     det = Path(detector) if detector is not None else default_detector()
 
-    say(f"[1/3] export {ckpt} -> ONNX")
+    say(f"[1/3] export {ckpt} -> ONNX (FP32), FP16, INT8 (calibrated on {ann.name})")
     exported = export_onnx(ckpt, output=out / f"{ckpt.stem}_b1.onnx", batch=1, force=True)
     say(exported.format_report())
+    fp16 = convert_fp16(exported.onnx_path, force=True)
+    say(fp16.format_report())
+    int8 = calibrate_int8(exported.onnx_path, ann, images, num=None, force=True, threads=threads, report=say)
+    say(int8.format_report())
 
-    say(f"[2/3] run {exported.onnx_path.name} on {images} "
+    say(f"[2/3] run {int8.output.name} on {images} "
         + (f"with detector {det}" if det else "(no detector found: one box per image; pass --detector)"))
-    summary = run_images(exported.onnx_path, [images], out / "run", detector=det, force=True, progress=True,
+    summary = run_inputs(int8.output, [images], out / "run", detector=det, force=True, progress=True,
                          threads=threads)
     say("\n".join(summary.format_lines(out / "run")))
 
-    say(f"[3/3] validate ONNX vs PyTorch on {ann.name} (GT boxes, flip test)")
-    report = validate(ckpt, [exported.onnx_path], ann, images, boxes="gt", max_ap_drop=0.0, threads=threads,
-                      progress=True)
+    say(f"[3/3] validate FP32 / FP16 / INT8 ONNX vs PyTorch on {ann.name} (GT boxes, flip test)")
+    report = validate(ckpt, [exported.onnx_path, fp16.output, int8.output], ann, images, boxes="gt",
+                      threads=threads, progress=True)
     say(report.format_table())
     return DemoResult(exported, summary, report, det, out)

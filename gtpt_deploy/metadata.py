@@ -12,6 +12,7 @@ No torch import (and onnx only inside the ONNX functions): ONNX-Runtime-only ins
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -46,6 +47,30 @@ class ModelMeta:
     source_sha256: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)   # stage-specific facts (calibration set, ...)
+
+    def __post_init__(self) -> None:
+        """Refuse values no runner can use (hand-edited metadata): ValueError naming the field."""
+        k = self.num_keypoints
+        if not _is_int(k) or k < 1:
+            raise ValueError(f"num_keypoints must be a positive integer, got {k!r}")
+        if self.keypoint_names and len(self.keypoint_names) != k:
+            raise ValueError(f"keypoint_names lists {len(self.keypoint_names)} names for {k} keypoints")
+        used: set[int] = set()
+        for pair in self.flip_pairs:
+            if len(pair) != 2 or not all(_is_int(i) and 0 <= i < k for i in pair) or pair[0] == pair[1] \
+                    or used & set(pair):
+                raise ValueError(f"flip pair {list(pair)} is not two distinct, unused keypoint indices in 0..{k - 1}")
+            used.update(pair)
+        if len(self.input_size) != 2 or not all(_is_int(v) and v > 0 for v in self.input_size):
+            raise ValueError(f"input_size must be two positive integers (H, W), got {list(self.input_size)}")
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(_is_finite(v) for v in (*self.mean, *self.std)) \
+                or min(self.std) <= 0:
+            raise ValueError(f"mean / std must be 3 finite numbers each (std > 0), got {list(self.mean)} / "
+                             f"{list(self.std)}")
+        if not _is_finite(self.split_ratio) or self.split_ratio <= 0:
+            raise ValueError(f"split_ratio must be a positive number, got {self.split_ratio!r}")
+        if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
+            raise ValueError(f"batch must be a positive integer or null (dynamic), got {self.batch!r}")
 
     @classmethod
     def for_config(cls, cfg: Any, batch: int | None, source_sha256: str = "",
@@ -104,8 +129,17 @@ class ModelMeta:
             v["k_table"] = {k: tuple(t) for k, t in v.get("k_table", {}).items()}
             return cls(**v)
         except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"{source}: gtpt-deploy metadata is incomplete or mistyped ({type(e).__name__}: {e}); "
-                                f"re-export the artifact") from None
+            what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            raise ArtifactError(f"{source}: gtpt-deploy metadata is incomplete or mistyped ({what}); "
+                                f"re-export the artifact instead of editing its metadata") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def read_onnx_meta(model: "onnx.ModelProto | str | Path | bytes", source: str | None = None) -> ModelMeta:

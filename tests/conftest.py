@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,23 @@ def fake_dyn(tmp_path_factory) -> Path:
     from gtpt_fixtures import write_fake_pose_onnx
 
     return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_dyn.onnx", batch=None)
+
+
+@pytest.fixture(scope="session")
+def sample_onnx(tmp_path_factory) -> Path:
+    """The committed sample checkpoint ``models/gtpt_t_coco_sample.pth`` exported to ONNX (static batch 1), once."""
+    from gtpt_fixtures import export_test_onnx
+
+    ckpt = Path(__file__).resolve().parents[1] / "models" / "gtpt_t_coco_sample.pth"
+    return export_test_onnx(ckpt, tmp_path_factory.mktemp("sample_onnx") / "gtpt_t_coco_sample_b1.onnx", 1)
+
+
+@pytest.fixture(params=["v10", "v11"])
+def fake_trt(request, monkeypatch):
+    """A fake ``tensorrt`` of one API flavour (10.x / 11.x) importable as ``tensorrt``, with fake CUDA memory behind
+    the TensorRT backend's device-memory seam. Yields the ``fake_tensorrt.impl`` module (state, counters)."""
+    from fake_tensorrt import impl, install
+
+    install(monkeypatch, request.param)
+    yield impl
+    sys.modules.pop("tensorrt", None)

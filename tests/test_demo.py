@@ -29,3 +29,7 @@ def test_demo_runs_end_to_end(shared, tmp_path):
     assert base_ap >= 0.50, f"the memorized sample should score high on its own images, got AP {base_ap}"
     assert " +0.0000 " in onnx_row and " 1.0000 " in onnx_row, onnx_row
     assert "within the budget" in result.output
+    # the precision chain: FP16 and INT8 files beside the FP32 one, each a validate row with its precision
+    assert (out / "gtpt_t_coco_sample_b1_fp16.onnx").is_file() and (out / "gtpt_t_coco_sample_b1_int8.onnx").is_file()
+    assert any(line.startswith("gtpt_t_coco_sample_b1_fp16.onnx") and " fp16 " in line for line in lines)
+    assert any(line.startswith("gtpt_t_coco_sample_b1_int8.onnx") and " int8 " in line for line in lines)

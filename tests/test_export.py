@@ -127,7 +127,7 @@ def test_cli_no_simplify_default_name(seed0_t_checkpoint, samples, tmp_path, mon
     res = CliRunner().invoke(main, ["export", "--checkpoint", str(seed0_t_checkpoint), "--batch", "2",
                                     "--no-simplify", "--samples", str(samples)])
     assert res.exit_code == 0, res.output
-    out = tmp_path / "export" / "gtpt_t_coco_b2.onnx"
+    out = tmp_path / "export" / f"{Path(seed0_t_checkpoint).stem}_b2.onnx"     # named after the checkpoint
     assert out.is_file() and out.with_suffix(".json").is_file() and "not simplified" in res.output
     assert json.loads(out.with_suffix(".json").read_text())["simplifier"] == "none"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 OPTIONAL = ["tensorrt", "pycocotools", "onnxsim", "onnxslim", "pycuda", "cuda"]
 
@@ -68,3 +69,57 @@ def test_missing_extra_gives_a_one_line_install_hint(shared):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "pip install 'gtpt-deploy[eval]'" in lines[0]
+
+
+def test_base_install_has_no_torch_and_the_export_extra_brings_it():
+    """pyproject: `pip install gtpt-deploy` is the runtime (no torch); `[export]` adds torch; `[dev]` includes it."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    names = lambda reqs: {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in reqs}  # noqa: E731
+    base = names(project["dependencies"])
+    assert "torch" not in base and "onnxsim" not in base
+    assert {"onnxruntime", "onnx", "opencv-python-headless", "pycocotools"} <= base   # run, evaluate, validate
+    extras = project["optional-dependencies"]
+    assert "torch" in names(extras["export"]) and "gtpt-deploy[export]" in extras["dev"]
+
+
+def test_runtime_without_torch_runs_onnx_and_names_the_export_extra(fake_dyn, shared, tmp_path):
+    """A deployment machine without torch: run (detector + pose), predict and evaluate work on ONNX; every command
+    that needs torch says, in one line, which extra to install."""
+    people = shared / "data" / "people_photos_pypi"
+    detector = shared / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"
+    checkpoint = Path(__file__).resolve().parents[1] / "models" / "gtpt_t_coco_sample.pth"
+    coco = shared / "data" / "coco_val2017_pose" / "images"
+    result = _run(f"""
+        import importlib.abc, json, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch.") or name in ("onnxsim", "onnxslim"):
+                    raise ImportError(name + " is hidden in this test")
+        sys.meta_path.insert(0, Block())
+        import cv2
+        from click.testing import CliRunner
+        import gtpt_deploy as gd
+        from gtpt_deploy.cli import main
+        out = {str(tmp_path / "out")!r}
+        images = [{str(coco / "000000000785.jpg")!r}, {str(coco / "000000001000.jpg")!r}]
+        r = CliRunner().invoke(main, ["run", {str(fake_dyn)!r}, *images, "--detector", {str(detector)!r}, "--out", out])
+        assert r.exit_code == 0, r.output
+        poses = gd.predict({str(fake_dyn)!r}, cv2.imread({str(people / "bus.jpg")!r}), detector={str(detector)!r})
+        assert len(poses[0].poses) == 3, poses
+        ann = {str(shared / "data" / "coco_val2017_pose" / "person_keypoints_val2017_subset.json")!r}
+        r = CliRunner().invoke(main, ["evaluate", ann, out + "/results.json", "--json"])
+        assert r.exit_code == 0, r.output
+        assert "torch" not in sys.modules
+        for args in (["export", "--checkpoint", {str(checkpoint)!r}],
+                     ["run", {str(checkpoint)!r}, {str(people / "bus.jpg")!r}, "--out", out + "2"],
+                     ["models"]):
+            r = CliRunner().invoke(main, args)
+            lines = r.stderr.strip().splitlines()
+            assert r.exit_code == 2 and len(lines) == 1 and "pip install 'gtpt-deploy[export]'" in lines[0], r.output
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")

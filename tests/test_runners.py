@@ -37,11 +37,11 @@ def test_create_runner_picks_backend_from_suffix(fake_dyn, tmp_path):
         create_runner(tmp_path / "missing.onnx")
 
 
-def test_engine_slot_refuses_clearly(tmp_path):
+def test_engine_without_sidecar_refuses_clearly(tmp_path):
     engine = tmp_path / "gtpt_t_coco_b1_fp16.engine"
     engine.write_bytes(b"\0" * 16)
-    with pytest.raises(GtptError, match="later release"):
-        create_runner(engine)
+    with pytest.raises(ArtifactError, match="has no sidecar gtpt_t_coco_b1_fp16.engine.json"):
+        create_runner(engine).activate()
 
 
 def test_torch_runner_refuses_ort_only_device(tmp_path):

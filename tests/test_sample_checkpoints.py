@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from gtpt_deploy.export import export_onnx
 from gtpt_deploy.models import read_checkpoint
 from gtpt_deploy.eval.validate import validate
 
@@ -22,11 +21,11 @@ def test_sample_is_small_and_labelled_as_memorized(name):
     assert all(k.startswith("ema_") for k in state), "stored in the official (EMA) key layout"
 
 
-def test_coco_sample_reaches_ap_and_its_onnx_matches_exactly(shared, tmp_path):
+def test_coco_sample_reaches_ap_and_its_onnx_matches_exactly(shared, sample_onnx):
     """Issue 5: PyTorch AP >= 0.70 on coco_val2017_pose (GT boxes, flip test); ONNX dAP = 0, argmax 100%."""
     val = shared / "data" / "coco_val2017_pose"
     ckpt = MODELS / "gtpt_t_coco_sample.pth"
-    onnx = export_onnx(ckpt, output=tmp_path / "sample_b1.onnx", batch=1).onnx_path
+    onnx = sample_onnx                      # export_onnx(ckpt, batch=1), shared with the README API test
     report = validate(ckpt, [onnx], val / "person_keypoints_val2017_subset.json", val / "images", boxes="gt",
                       max_ap_drop=0.0, threads=1)
     base, cand = report.rows

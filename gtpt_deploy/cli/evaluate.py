@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import detector_options, echo_json, main, where_options
+from .main import ARTIFACT, detector_options, echo_json, main, where_options
 
 
 @main.command("evaluate")
@@ -36,8 +36,8 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
 
 
 @main.command("validate")
-@click.argument("baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("candidates", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("baseline", type=ARTIFACT)
+@click.argument("candidates", nargs=-1, required=True, type=ARTIFACT)
 @click.option("--ann", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="COCO / COCO-WholeBody keypoint annotation file.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -45,17 +45,17 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
 @click.option("--boxes", default=None, metavar="gt|DETS.json",
               help="Ground-truth boxes (default) or a COCO detection results JSON.")
 @detector_options
-@click.option("--max-ap-drop", type=float, default=0.005, show_default=True,
-              help="Largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point).")
+@click.option("--max-ap-drop", type=float, default=None, show_default="by precision: fp32 0, fp16 0.001, int8 0.005",
+              help="Largest allowed AP drop of every candidate, 0-1 AP (0.005 = half an AP point).")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
 @where_options("the candidates")
 @click.option("--baseline-device", default=None, metavar="cpu|cuda|cuda:N", show_default="--device",
               help="Where the baseline runs (e.g. a CPU .pth baseline against GPU candidates).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
-def validate_cmd(baseline: Path, candidates: tuple[Path, ...], ann: Path, images: Path, boxes: str | None,
+def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: Path, images: Path, boxes: str | None,
                  detector: Path | None, box_thr: float | None, detector_device: str, detector_threads: int | None,
-                 max_ap_drop: float, no_flip: bool, batch: int | None, device: str, provider: str | None,
+                 max_ap_drop: float | None, no_flip: bool, batch: int | None, device: str, provider: str | None,
                  threads: int | None, baseline_device: str | None, as_json: bool) -> None:
     """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
 

@@ -13,7 +13,7 @@ from .main import echo_json, main
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="GTPT checkpoint (.pth).")
 @click.option("--model", default=None, help="Variant name (see 'gtpt-deploy models'); detected when omitted.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default="export/<variant>_b<N>.onnx", help="ONNX file to write (a .json report goes next to it).")
+              show_default="export/<checkpoint name>_b<N>.onnx", help="ONNX file to write (a .json report goes next to it).")
 @click.option("--batch", type=int, default=None, show_default="1", help="Static batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Symbolic batch dimension instead of a static one.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17..20).")
@@ -21,10 +21,18 @@ from .main import echo_json, main
 @click.option("--samples", type=click.Path(exists=True, path_type=Path), default=None,
               show_default="$GTPT_SAMPLES or the bundled demo images",
               help="Person crops for the parity check: COCO keypoint JSON (GT boxes), image folder or image.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
+              help="Also write the FP16 (<name>_fp16.onnx) or INT8 (<name>_int8.onnx) form of the export.")
+@click.option("--calib-ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="int8: COCO keypoint file whose GT person boxes are the calibration crops.")
+@click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="int8: folder with the images of --calib-ann.")
+@click.option("--calib-num", type=click.IntRange(min=1), default=512, show_default=True, help="int8: calibration crops.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as one JSON object on stdout.")
 def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: int | None, dynamic_batch: bool,
-               opset: int, no_simplify: bool, samples: Path | None, force: bool, as_json: bool) -> None:
+               opset: int, no_simplify: bool, samples: Path | None, precision: str, calib_ann: Path | None,
+               calib_images: Path | None, calib_num: int, force: bool, as_json: bool) -> None:
     """Export a checkpoint to a simplified, self-describing ONNX with static top-k, verified against PyTorch.
 
     \b
@@ -34,13 +42,30 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth
       gtpt-deploy export --checkpoint models/gtpt_b_wholebody.pth --batch 8 --output export/b_wb_b8.onnx
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --dynamic-batch --force
+      gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --precision fp16
+      gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train/
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --json | jq .max_abs_diff
     """
+    from ..errors import GtptError
     from ..export import export_onnx
 
+    if precision == "int8" and (calib_ann is None or calib_images is None):
+        raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images DIR")
     result = export_onnx(checkpoint, model=model, output=output, batch=batch, dynamic_batch=dynamic_batch,
                          opset=opset, simplify=not no_simplify, force=force, samples=samples)
+    reduced = None
+    if precision == "fp16":
+        from ..export.fp16 import convert_fp16
+
+        reduced = convert_fp16(result.onnx_path, force=force)
+    elif precision == "int8":
+        from ..calib import calibrate_int8
+
+        reduced = calibrate_int8(result.onnx_path, calib_ann, calib_images, num=calib_num, force=force,
+                                 report=lambda line: click.echo(line, err=True))
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), **({precision: reduced.to_dict()} if reduced is not None else {})})
     else:
         click.echo(result.format_report())
+        if reduced is not None:
+            click.echo(reduced.format_report())

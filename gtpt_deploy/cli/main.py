@@ -50,6 +50,20 @@ class _Group(click.Group):
             sys.exit(e.exit_code)
 
 
+class ArtifactArg(click.ParamType):
+    """An existing artifact file (-> Path) or a served model ``triton://HOST:PORT/NAME`` (-> str, kept as typed)."""
+
+    name = "artifact"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.startswith("triton://"):
+            return value
+        return click.Path(exists=True, dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
+ARTIFACT = ArtifactArg()
+
+
 def echo_json(data: Any) -> None:
     """Exactly one JSON object on stdout (progress and logs go to stderr)."""
     click.echo(json.dumps(data, indent=2, default=str))

@@ -7,57 +7,67 @@ from pathlib import Path
 
 import click
 
-from .main import detector_options, echo_json, main, where_options
+from .main import ARTIFACT, detector_options, echo_json, main, where_options
 
 
 @main.command("run")
-@click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("artifact", type=ARTIFACT)
+@click.argument("inputs", nargs=-1, required=True)
 @detector_options
 @click.option("--boxes", default=None, metavar="gt|DETS.json",
-              help="Person boxes from a COCO detection results JSON (category 1), or 'gt' with --ann.")
+              help="Person boxes from a COCO detection results JSON (category 1), or 'gt' with --ann (images only).")
 @click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="COCO annotation file of the inputs: image ids from its file_names (then 'evaluate ANN "
                    "results.json' works) and the source of --boxes gt.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
-              show_default=True, help="Folder for results.json and the annotated images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              show_default="runs/run, runs/run2, ... (the first free one)",
+              help="Folder for results and annotated images / videos.")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test (about 2x faster, slightly less accurate).")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="Crops per model call (dynamic-batch artifacts; a static batch is used as exported).")
 @where_options("the pose artifact")
 @click.option("--kpt-thr", type=float, default=None, show_default="0.03",
               help="Draw keypoints above this confidence (GTPT's SimCC confidences peak near 0.1).")
-@click.option("--no-draw", is_flag=True, help="Write results.json only.")
-@click.option("--force", is_flag=True, help="Overwrite results.json / annotated images from an earlier run.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout.")
-def run_cmd(artifact: Path, inputs: tuple[Path, ...], detector: Path | None, box_thr: float | None,
-            detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None, out_dir: Path,
-            no_flip: bool, batch: int | None, device: str, provider: str | None, threads: int | None,
-            kpt_thr: float, no_draw: bool, force: bool, as_json: bool) -> None:
-    """Pose on images: ARTIFACT (.pth / .onnx) on INPUT images or folders -> results.json + drawn skeletons.
+@click.option("--no-draw", is_flag=True, help="Write results only (no annotated images or videos).")
+@click.option("--show/--no-show", default=None,
+              help="Live window for a camera  [default: when a display exists; else an annotated video is written]")
+@click.option("--force", is_flag=True,
+              help="Reuse an existing --out folder: the earlier run's files there are removed first (only those).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout (progress on stderr).")
+def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None, box_thr: float | None,
+            detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None,
+            out_dir: Path | None, no_flip: bool, batch: int | None, device: str, provider: str | None,
+            threads: int | None, kpt_thr: float, no_draw: bool, show: bool | None, force: bool,
+            as_json: bool) -> None:
+    """Pose with ARTIFACT (.pth, .onnx, .engine, triton://...) on INPUTS: images, folders, globs, videos or a camera.
 
     \b
-    Person boxes come from --detector, from --boxes, or (neither) the whole image is one person.
-    results.json is in COCO keypoint results format (rescored, OKS NMS; each record names its file_name).
-    Images that are missing or cannot be decoded are reported and skipped; the exit code is 1 if any failed.
+    Images -> results.json (COCO keypoint results, rescored, OKS NMS; each record names its file_name) +
+    annotated copies. Each video or camera -> <name>.json (persons per frame with frame index and timestamp) +
+    annotated <name>.mp4; a camera shows a live window instead when a display exists (q / Esc closes it).
+    Ctrl-C ends cleanly with the results so far written. Person boxes come from --detector (any mmdeploy
+    RTMDet / YOLOX export; its pipeline.json sets the pre-processing), from --boxes, or (neither) the whole
+    image is one person. Images that are missing or cannot be decoded are reported and skipped (exit code 1).
     Examples:
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx clip.mp4 'shots/*.jpg' --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx 0 --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
-      gtpt-deploy evaluate val.json runs/gt/results.json
+      gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
     """
-    from ..runtime.run import run_images
+    from ..runtime.run import run_inputs
 
-    s = run_images(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
+    s = run_inputs(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
                    device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force, progress=True,
-                   threads=threads, provider=provider, ann=ann, detector_device=detector_device,
+                   threads=threads, show=show, provider=provider, ann=ann, detector_device=detector_device,
                    detector_threads=detector_threads)
     for f in s.failures:
         click.echo(f"failed: {f.error}", err=True)
     if as_json:
         echo_json(s.to_dict())
     else:
-        click.echo("\n".join(s.format_lines(out_dir)))
+        click.echo("\n".join(s.format_lines()))
     if not s.ok:
         sys.exit(1)
 

@@ -1,1 +1,10 @@
-"""Stage: TensorRT engines (the only builder code that imports tensorrt)."""
+"""TensorRT engines: ``build_engine`` (ONNX -> strongly typed plan + JSON sidecar) and ``build_from_checkpoint``.
+
+Imports ``tensorrt`` only inside the build, through ``runners/trt_api.py``.
+"""
+
+from .build import BuildError, build_engine
+from .chain import build_from_checkpoint
+from .report import EngineProfile, EngineResult
+
+__all__ = ["BuildError", "EngineProfile", "EngineResult", "build_engine", "build_from_checkpoint"]

@@ -12,13 +12,14 @@ import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..runtime.boxes import CachedBoxes, GroundTruthBoxes
 from ..runtime.person_boxes import box_source
 from .compare import compare_keypoints
+from .tokens import with_kept_tokens
 from ..errors import GtptError, InputImageError
 from ..coco import load_annotations, to_coco_results
 from .metrics import evaluate
@@ -28,6 +29,8 @@ from ..runtime.run import stack_poses
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 must be 0.0, FP16 within 0.001)
+#: per-precision default budgets (0-1 AP) of a candidate, by its ``gtpt.precision``; ``max_ap_drop`` overrides them
+DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "int8": DEFAULT_MAX_AP_DROP}
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class ValidationRow:
     max_disp_px: float
     within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline)
     model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
+    precision: str = "fp32"         # the artifact's gtpt.precision
+    budget: float = 0.0             # the AP drop allowed for this row (0-1)
+    kept_tokens: tuple[float, ...] | None = None   # per pruning stage: fraction of the baseline's kept tokens kept
 
     def to_dict(self) -> dict[str, object]:
         """The row as JSON: ``evaluate --json``'s keys at the top level, then the agreement columns."""
@@ -79,23 +85,24 @@ class ValidationReport:
         names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
                  for i, r in enumerate(self.rows)]
         wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
-        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'dAP':>7} "
-                  f"{'argmax':>7} {'mean px':>8} {'max px':>8}")
+        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'prec':>4} "
+                  f"{'dAP':>7} {'budget':>6} {'argmax':>7} {'mean px':>8} {'max px':>8}  kept tokens/stage")
         lines = ["AP columns: COCO keypoint AP, 0-1", header, "-" * len(header)]
         for name, r in zip(names, self.rows):
             h = r.headline
+            tokens = " ".join(f"{t:.3f}" for t in r.kept_tokens) if r.kept_tokens is not None else "-"
             lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {h['AP']:6.3f} {h['AP50']:6.3f} {h['AP75']:6.3f} "
-                         f"{h['AR']:6.3f} {r.delta_AP:+7.4f} {r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} "
-                         f"{r.max_disp_px:8.3f}")
+                         f"{h['AR']:6.3f} {r.precision:>4} {r.delta_AP:+7.4f} {r.budget:6.4f} "
+                         f"{r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}  {tokens}")
         verdict = "within" if self.passed else "OVER"
         lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; "
-                     f"{verdict} the budget (AP drop <= {self.max_ap_drop:g}, 0-1 AP)")
+                     f"{verdict} the budget (AP drop <= the row's budget, 0-1 AP)")
         return "\n".join(lines)
 
 
 def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
                  batch: int | None, device: str, provider: str | None, threads: int | None,
-                 progress: bool) -> tuple[list[ImagePoses], str, int, float]:
+                 progress: bool) -> tuple[list[ImagePoses], str, int, float, str]:
     from tqdm import tqdm
 
     from ..runners import create_runner
@@ -114,13 +121,13 @@ def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, i
         bar.close()
         crops = sum(len(p.keypoints) for p in out) * (2 if flip else 1)
         ms = 1000.0 * float(sum(runner.times)) / max(crops, 1)
-        return out, runner.description, runner.meta.num_keypoints, ms
+        return out, runner.description, runner.meta.num_keypoints, ms, runner.meta.precision
 
 
 def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
              boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
              batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
-             max_ap_drop: float = DEFAULT_MAX_AP_DROP, threads: int | None = None,
+             max_ap_drop: float | Mapping[str, float] | None = None, threads: int | None = None,
              progress: bool = False, provider: str | None = None, baseline_device: str | None = None,
              detector_device: str = "cpu", detector_threads: int | None = None) -> ValidationReport:
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
@@ -131,7 +138,8 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         boxes: ``"gt"`` (official GT-box protocol; the default without ``detector``) or a COCO detection results
             JSON; or pass ``detector`` (an ONNX person detector, run once per image).
         batch: crops per call for dynamic-batch artifacts (static ones use their own).
-        max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point).
+        max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point): one number for
+            every candidate, or {precision: budget} over :data:`DEFAULT_BUDGETS` (None: those defaults).
         device, provider: where the candidates run (``cpu`` / ``cuda[:N]``; ONNX Runtime provider for .onnx);
             baseline_device: the baseline's device (default: ``device``).
         threads: CPU threads of each backend (None: its default).
@@ -140,9 +148,16 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     Returns:
         :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
     """
-    if not max_ap_drop >= 0 or max_ap_drop > 1:  # also refuses NaN
-        raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {max_ap_drop}")
+    budgets = dict(DEFAULT_BUDGETS)
+    if isinstance(max_ap_drop, Mapping):
+        budgets.update(max_ap_drop)
+    elif max_ap_drop is not None:
+        budgets = {k: float(max_ap_drop) for k in budgets}
+    for value in budgets.values():
+        if not value >= 0 or value > 1:  # also refuses NaN
+            raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {value}")
     gt = load_annotations(ann)
+    check_layouts([baseline, *candidates], gt, ann)    # before any inference: a wrong pair fails in seconds
     images = Path(images)
     if not images.is_dir():
         raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
@@ -160,8 +175,8 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     base_ap = 0.0
     for i, artifact in enumerate([baseline, *candidates]):
         on = (baseline_device or device) if i == 0 else device
-        poses, description, k, ms = _predict_all(artifact, paths, source, ids, flip, batch, on, provider, threads,
-                                                  progress)
+        poses, description, k, ms, precision = _predict_all(artifact, paths, source, ids, flip, batch, on, provider,
+                                                             threads, progress)
         ids_, kpts, scores, centers, scales = stack_poses(poses, k)
         metrics = evaluate(gt, to_coco_results(ids_, kpts, scores, centers, scales))
         ap = float(metrics.AP)  # COCO-WholeBody: the all-133-points headline
@@ -169,12 +184,31 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
             base_poses, base_ap = poses, ap
         agree = compare_keypoints(*_kb(base_poses, k), *_kb(poses, k))
         delta = ap - base_ap
+        budget = budgets.get(precision, DEFAULT_MAX_AP_DROP)
         rows.append(ValidationRow(str(artifact), description, metrics.to_dict(), ap, delta, agree.argmax_agreement,
-                                  agree.mean_disp_px, agree.max_disp_px, i == 0 or delta >= -max_ap_drop - 1e-12,
-                                  ms))
+                                  agree.mean_disp_px, agree.max_disp_px, i == 0 or delta >= -budget - 1e-12,
+                                  ms, precision, 0.0 if i == 0 else budget))
         log.info("%s: AP %.4f (delta %+.4f)", Path(artifact).name, ap, delta)
+    _check_baseline(rows)
+    rows = with_kept_tokens(rows, gt, images, threads)
     persons = sum(len(p.keypoints) for p in base_poses)
-    return ValidationReport(rows, float(max_ap_drop), label, len(paths), persons)
+    largest = max(r.budget for r in rows)       # the report's one number: the widest budget any row had
+    return ValidationReport(rows, largest, label, len(paths), persons)
+
+
+def check_layouts(artifacts: Sequence[str | Path], gt: dict, ann: str | Path | dict) -> None:
+    """Every artifact's keypoint count must be the annotation file's (17 COCO, 133 COCO-WholeBody); checked from the
+    artifacts' metadata, without running them. GtptError naming the first mismatch."""
+    from ..coco import is_wholebody
+    from ..runners import artifact_meta
+
+    want, layout = (133, "COCO-WholeBody") if is_wholebody(gt) else (17, "COCO")
+    for artifact in artifacts:
+        meta = artifact_meta(artifact)
+        if meta is not None and meta.num_keypoints != want:
+            raise GtptError(f"{artifact} predicts {meta.num_keypoints} keypoints ({meta.variant}) but "
+                            f"{ann if not isinstance(ann, dict) else 'the annotations'} is {layout} ({want} "
+                            f"keypoints); validate it on annotations of its own keypoint layout")
 
 
 def _kb(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,3 +216,14 @@ def _kb(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, np.ndarray]:
     if not poses:
         return np.zeros((0, k, 3), np.float32), np.zeros((0, k, 2), np.int32)
     return np.concatenate([p.keypoints for p in poses]), np.concatenate([p.bins for p in poses])
+
+
+def _check_baseline(rows: list[ValidationRow]) -> None:
+    """A baseline whose AP is NaN, or that agrees with no candidate on a single argmax, cannot vouch for anything."""
+    base = rows[0]
+    if base.AP != base.AP:
+        raise GtptError(f"baseline {Path(base.artifact).name} yields AP NaN (no scorable keypoints); check the "
+                        f"annotation file and the baseline's outputs")
+    if len(rows) > 1 and all(r.argmax_agreement == 0 for r in rows[1:]):
+        raise GtptError(f"baseline {Path(base.artifact).name} agrees with no candidate on any keypoint (argmax "
+                        f"agreement 0 with all {len(rows) - 1}); the baseline is broken or belongs to another model")

@@ -14,9 +14,10 @@ which ONNX Runtime rejects as an invalid model. The TorchScript exporter writes 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifacts import atomic_path, check_writable, onnx_path, sha256_file, sidecar_path, write_json
+from ..artifacts import ArtifactSet, check_outputs, checkpoint_stem, onnx_path, sha256_file, sidecar_path
 from ..errors import ExportError
 from ..eval.compare import batches_of
 from ..metadata import ModelMeta, write_onnx_meta
@@ -41,6 +42,10 @@ MAX_ABS_DIFF = 1e-4                     # ONNX Runtime vs PyTorch, logits
 DYNAMIC_CHECK_BATCHES = (1, 3, 8)
 N_RANDOM = 4
 EXPORTER = "torch.onnx TorchScript (dynamo=False)"
+# Largest static batch. Export traces a batch of this size and the parity check runs it in PyTorch and ONNX Runtime:
+# the input alone is 0.59 MB per crop (3x256x192 float32), so 1024 crops are 0.6 GB before any activation, and
+# 100000 asked for ~59 GB. No backend gains from more: TensorRT and ONNX Runtime saturate far below 1024 crops.
+MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
 
     ``model`` is detected from the checkpoint when omitted (and must match it when given). ``batch`` is the static
     batch size (default 1); ``dynamic_batch`` makes dim 0 symbolic instead (then leave ``batch`` unset). ``output``
-    defaults to ``export/<variant>_b<N>.onnx`` (``_bdyn``) under the working directory. ``samples``: real person
+    defaults to ``export/<checkpoint name>_b<N>.onnx`` (``_bdyn``; see ``artifacts.checkpoint_stem``) under the
+    working directory. ``samples``: real person
     crops for the parity check, see :func:`load_samples` (default: the repository's demo COCO images and boxes).
     Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
     """
@@ -138,6 +144,10 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
                           f"pass either --batch N or --dynamic-batch")
     if batch is not None and batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}; pass --batch 1 or --dynamic-batch")
+    if batch is not None and batch > MAX_BATCH:
+        raise ExportError(f"batch must be <= {MAX_BATCH}, got {batch}: the export traces and checks one batch of that "
+                          f"size (0.59 MB of input per crop, {batch * 0.59 / 1024:.1f} GB before activations); pass "
+                          f"a smaller --batch or --dynamic-batch")
     static_batch = None if dynamic_batch else (batch or 1)
     if output is not None and Path(output).suffix.lower() != ".onnx":
         raise ExportError(f"--output must name an .onnx file, got '{Path(output).name}'; the report is written "
@@ -148,14 +158,13 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     if model is not None:
         get_config(model)                       # unknown name -> UnknownModelError listing the valid ones
     net = create_model(model, checkpoint)       # missing / unreadable / other variant -> CheckpointError
-    cfg = net.cfg
-    out = Path(output) if output is not None else onnx_path(cfg.name, static_batch)
+    out = Path(output) if output is not None else onnx_path(checkpoint_stem(checkpoint), static_batch)
     report = sidecar_path(out)
     created = _missing_parents(out)
     try:
-        for p in (out, report):
-            check_writable(p, force)
-        return _export(net, Path(checkpoint), out, report, static_batch, opset, simplify, samples, t_start)
+        inputs = [Path(checkpoint)] + ([Path(samples)] if samples is not None else [])
+        check_outputs((out, report), force, inputs=inputs)
+        return _export(net, Path(checkpoint), out, report, static_batch, opset, simplify, samples, t_start, force)
     except BaseException:
         for d in created:                       # leave no empty folder behind either
             try:
@@ -175,7 +184,7 @@ def _missing_parents(path: Path) -> list[Path]:
 
 
 def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | None, opset: int, simplify: bool,
-            samples: str | os.PathLike[str] | None, t_start: float) -> ExportResult:
+            samples: str | os.PathLike[str] | None, t_start: float, force: bool = False) -> ExportResult:
     import onnx
 
     from .graph import graph_facts, infer_shapes, simplify_model
@@ -230,21 +239,20 @@ def _export(net: Any, checkpoint: Path, out: Path, report: Path, batch: int | No
                           f"{c.argmax_agreement * 100:.2f}% (100% expected); nothing was written - try --no-simplify "
                           f"or report it")
 
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(payload)
     seconds["total"] = time.perf_counter() - t_start
     result = ExportResult(
         onnx_path=out, report_path=report, variant=cfg.name, batch=batch, opset=facts.opset,
         exporter=EXPORTER, simplifier=simp.simplifier, simplify_notes=notes,
         nodes_exported=simp.nodes_before, nodes_final=facts.nodes, op_counts=facts.op_counts, topk_k=facts.topk_k,
         parity=parity, seconds={k: round(v, 3) for k, v in seconds.items()}, meta=meta,
-        onnx_sha256=sha256_file(out), sample_images=names,
+        onnx_sha256=hashlib.sha256(payload).hexdigest(), sample_images=names,
     )
-    try:
-        write_json(report, result.to_dict())
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+    # Model and report commit as a unit: both are written to temporaries in the destination folder first (a full
+    # disk fails here and leaves the old pair untouched), then renamed - the model last, so an .onnx on disk always
+    # has its report. Without --force the rename refuses a name another export created meanwhile.
+    with ArtifactSet(force=force) as files:
+        files.write_json(report, result.to_dict())
+        files.write_bytes(out, payload)
     log.debug("wrote %s (%d nodes, max |diff| %.2e)", out, facts.nodes, result.max_abs_diff)
     return result
 
@@ -264,15 +272,16 @@ def _torch_export(net: Any, batch: int | None, opset: int) -> Any:
 
     example = torch.zeros(batch or 2, 3, *net.cfg.image_size)
     dynamic = {n: {0: "batch"} for n in ("images", "simcc_x", "simcc_y")} if batch is None else None
-    with tempfile.TemporaryDirectory(prefix="gtpt_export_") as tmp:
-        path = Path(tmp) / "raw.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
-            # TracerWarnings about shape-derived Python ints and the exporter's deprecation notice: expected here.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["images"], output_names=["simcc_x", "simcc_y"], dynamic_axes=dynamic,
-                              do_constant_folding=True)
-        return onnx.load(str(path))
+    # Into memory, not a file: a killed export then leaves no stray graph in $TMPDIR (GTPT graphs are tens of MB,
+    # far below protobuf's 2 GB limit that would need external data files).
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # TracerWarnings about shape-derived Python ints and the exporter's deprecation notice: expected here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), buf, dynamo=False, opset_version=opset,
+                          input_names=["images"], output_names=["simcc_x", "simcc_y"], dynamic_axes=dynamic,
+                          do_constant_folding=True)
+    return onnx.load_from_string(buf.getvalue())
 
 
 def check_parity(net: Any, onnx_model: bytes, real: np.ndarray, rand: np.ndarray,

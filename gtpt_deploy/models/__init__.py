@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
-import torch
+from ..errors import GtptError, MissingDependencyError, UnknownModelError
 
-from ..errors import GtptError, UnknownModelError
+try:  # the one gate for torch: export, .pth runners and create_model all come through this package
+    import torch
+except ImportError as e:  # a runtime-only install (no [export] extra)
+    raise MissingDependencyError("torch", "export", "Working with PyTorch checkpoints (export, .pth runners, the model table)") from e
 from .checkpoint import detect_variant, load_into, read_checkpoint, save_checkpoint
 from .gtpt import GTPT, VARIANTS, GTPTConfig
 

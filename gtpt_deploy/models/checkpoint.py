@@ -12,7 +12,6 @@ import logging
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,8 +33,14 @@ _IGNORED_SUFFIXES = (".mask", ".num_batches_tracked")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load ``path`` safely -> (inference-branch state dict with ``ema_*`` keys, float32; metadata dict)."""
+    """Load ``path`` safely -> (inference-branch state dict with ``ema_*`` keys, float32; metadata dict).
+
+    Every way a file can fail to be a checkpoint (not a file, unsafe or garbled pickle, truncated archive,
+    non-finite weights, no GTPT keys) raises a one-line CheckpointError.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass the path of the .pth file inside it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .pth file")
     try:
@@ -51,12 +56,30 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
                 f"environment") from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (unreadable pickle data); "
                               f"expected a .pth file saved by torch.save") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint or is truncated ({first}); "
-                              f"re-download or re-save it") from None
+    except Exception as e:  # noqa: BLE001 - the reader boundary: see below
+        # The weights-only unpickler meets arbitrary bytes here: a text file whose first byte happens to be a pickle
+        # opcode ("hello", a URL) raises KeyError / IndexError, a GIF header struct.error, a truncated archive
+        # RuntimeError / EOFError / BadZipFile. For a file none of them is a bug in this program, so all become
+        # one user error naming what was found.
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint or is truncated "
+                              f"({type(e).__name__}{': ' + first if first else ''}); expected a .pth file saved by "
+                              f"torch.save - re-download or re-save it") from None
     state, meta = _unwrap(obj, path)
-    return _inference_branch(state, path), meta
+    branch = _inference_branch(state, path)
+    _check_finite(branch, path)
+    return branch, meta
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN / Inf weights at load: later they only show up as a baffling parity or AP failure."""
+    bad = [(k, v) for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        k, v = bad[0]
+        n = int((~torch.isfinite(v)).sum())
+        raise CheckpointError(f"{path} holds non-finite weights: {n} NaN/Inf value(s) in {k}"
+                              f"{f' and {len(bad) - 1} more tensor(s)' if len(bad) > 1 else ''}; expected finite "
+                              f"weights - the training run diverged or the file is corrupt, use an earlier checkpoint")
 
 
 def _unwrap(obj: Any, path: Path) -> tuple[Mapping[str, Any], dict[str, Any]]:

@@ -16,8 +16,8 @@ from ..errors import ArtifactError
 from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
-__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "BACKENDS", "NAMED_BACKENDS",
-           "backends_for", "Artifact"]
+__all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "artifact_meta", "BACKENDS",
+           "NAMED_BACKENDS", "backends_for", "Artifact"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -50,6 +50,23 @@ def backends_for(path: str | Path) -> list[str]:
 Artifact = Any
 
 
+def _backend_of_file(path: Path) -> type[Runner]:
+    suffix = path.suffix.lower()
+    if suffix not in BACKENDS:
+        raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
+                            f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
+    module_name, cls_name = BACKENDS[suffix]
+    return getattr(importlib.import_module(module_name, __name__), cls_name)
+
+
+def artifact_meta(path: str | Path) -> ModelMeta | None:
+    """An artifact file's metadata without running it (None where the backend cannot tell cheaply): check keypoint
+    layouts and similar facts before inference starts. GtptError for a missing or unreadable file."""
+    return _backend_of_file(Path(path)).peek_meta(str(path))
+
+
 def _backend(module_name: str, cls_name: str) -> type[Runner]:
     return getattr(importlib.import_module(module_name, __name__), cls_name)
 
@@ -63,7 +80,7 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
         artifact: ``.pth``/``.pt`` (PyTorch, variant detected from the weights), ``.onnx`` (ONNX Runtime, configured
             from the file's metadata), ``.engine``/``.plan`` (TensorRT); or in memory: an ``onnx.ModelProto`` or its
             serialized bytes (ONNX Runtime), a ``torch.nn.Module`` (PyTorch; ``meta`` describes it, default from
-            the module's GTPT config).
+            the module's GTPT config); or ``triton://HOST:PORT/NAME``, a model served by Triton (runners/triton.py).
         device: where this artifact runs: ``cpu``, ``cuda`` or ``cuda:N`` (default ``cpu``; TensorRT: ``cuda``).
         provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
             ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
@@ -90,6 +107,8 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
             return _backend(".torch", "TorchRunner")(artifact, meta=meta, **kwargs)
         raise ArtifactError(f"expected an artifact path, an onnx.ModelProto, ONNX bytes or a torch.nn.Module, got "
                             f"{type(artifact).__name__}")
+    if str(artifact).startswith("triton://"):  # a served model, not a file (Path() would fold the '//')
+        return _backend(".triton", "TritonRunner")(str(artifact), **kwargs)
     path = Path(artifact)
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:

@@ -49,6 +49,12 @@ class Runner(abc.ABC):
         self._static_batch: int | None = None
 
     # ------------------------------------------------------------------ hooks (backends implement these)
+    @classmethod
+    def peek_meta(cls, source: str) -> ModelMeta | None:
+        """The artifact's metadata without activating it (no session, no model), so callers can check keypoint
+        layouts before any inference; None when the backend cannot tell cheaply (then activation checks)."""
+        return None
+
     @abc.abstractmethod
     def _activate(self) -> tuple[ModelMeta, int | None]:
         """Load the artifact -> (its metadata, its static batch size or None when the batch is dynamic)."""

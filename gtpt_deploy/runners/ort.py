@@ -36,6 +36,24 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def _gpu_install_hint() -> str:
+    """How to get the GPU providers; names the clash when the CPU and GPU packages are both installed."""
+    from importlib import metadata
+
+    def installed(dist: str) -> bool:
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    fix = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+    if installed("onnxruntime") and installed("onnxruntime-gpu"):
+        return (f"onnxruntime and onnxruntime-gpu are both installed and share the import name, so the CPU one may "
+                f"win: {fix} (or use --provider cpu)")
+    return f"install the GPU package without the CPU one: {fix} (README: ONNX Runtime on GPU), or use --provider cpu"
+
+
 def resolve_provider(provider: str | None, device: str = "cpu") -> tuple[str, int]:
     """(provider name, GPU index) from the user's ``provider`` and ``device`` (``cuda:N`` picks the GPU).
 
@@ -70,9 +88,7 @@ def make_session(model: str | Path | bytes, provider: str = "cpu", device_id: in
     available = ort.get_available_providers()
     if wanted[0] not in available:
         raise GtptError(f"provider '{provider}' needs ONNX Runtime's {wanted[0]}, but this onnxruntime "
-                        f"{ort.__version__} only has {', '.join(available)}; install onnxruntime-gpu in an "
-                        f"environment without the CPU onnxruntime (pip install 'gtpt-deploy[gpu]') or use "
-                        f"--provider cpu")
+                        f"{ort.__version__} only has {', '.join(available)}; {_gpu_install_hint()}")
     in_memory = isinstance(model, (bytes, bytearray))
     label = name or ("in-memory ONNX model" if in_memory else str(model))
     if not in_memory:
@@ -127,6 +143,18 @@ class OrtRunner(Runner):
         self._model = (model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()) \
             if in_memory else Path(model)
         self._session: Any = None
+
+    @classmethod
+    def peek_meta(cls, source: str) -> ModelMeta:
+        """The file's ``gtpt.*`` metadata (ArtifactError for a file that is no ONNX model)."""
+        from ..metadata import read_onnx_meta
+
+        try:
+            return read_onnx_meta(source)
+        except GtptError:
+            raise
+        except Exception as e:  # protobuf's DecodeError and friends: not a model file
+            raise ArtifactError(f"{source} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
         session = make_session(self._model, self.provider, self.device_id, self.threads, name=self.source,

@@ -37,11 +37,19 @@ class TorchRunner(Runner):
         self._given_meta = meta
         self._model = None
 
+    @classmethod
+    def peek_meta(cls, source: str) -> ModelMeta:
+        """The checkpoint's variant (from its tensor shapes; CheckpointError for a bad file) as metadata."""
+        from ..models import VARIANTS, detect_variant, read_checkpoint
+
+        state, _ = read_checkpoint(source)
+        return ModelMeta.for_config(VARIANTS[detect_variant(state)], batch=None)
+
     def _activate(self) -> tuple[ModelMeta, int | None]:
         apply_thread_policy()  # before torch starts OpenMP (see threads.py)
-        import torch
+        from ..models import create_model  # first: names the [export] extra when torch is missing
 
-        from ..models import create_model
+        import torch
 
         if self._module is not None:
             model = self._module.to(self.device).eval()

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import AnnotationError, InputImageError
-from .transforms import sanitize_gt_box
+from .transforms import positive_boxes, sanitize_gt_box
 
 PERSON_CATEGORY = 1
 
@@ -37,6 +37,11 @@ class Boxes:
 
     def __len__(self) -> int:
         return len(self.xywh)
+
+    def positive(self) -> "Boxes":
+        """The boxes of positive, finite width and height (``transforms.positive_boxes``); the others have no crop."""
+        keep = positive_boxes(self.xywh)
+        return self if keep.all() else Boxes(self.xywh[keep], self.scores[keep])
 
 
 class BoxSource(Protocol):
@@ -124,7 +129,7 @@ class DetectionFileBoxes:
     """
 
     def __init__(self, path: str | Path, score_thr: float = 0.0, ann: "GroundTruthBoxes | None" = None) -> None:
-        from ..coco import read_json  # numpy-only
+        from ..coco import is_bbox, is_number, read_json  # numpy-only
 
         data = read_json(path, "detection file")
         if not isinstance(data, list):
@@ -133,9 +138,10 @@ class DetectionFileBoxes:
         self._by_image: dict[int, list[tuple[list[float], float]]] = {}
         for i, d in enumerate(data):
             if not isinstance(d, dict) or not {"image_id", "category_id", "bbox", "score"} <= d.keys() \
-                    or len(d["bbox"]) != 4:
+                    or not is_bbox(d["bbox"]) or not is_number(d["score"]) or not isinstance(d["image_id"], int):
                 raise AnnotationError(f"detection file {path}: record {i} lacks image_id / category_id / bbox (4 "
-                                      f"numbers) / score; write detections in COCO results format")
+                                      f"finite numbers) / score (a finite number); write detections in COCO results "
+                                      f"format")
             if d["category_id"] == PERSON_CATEGORY and float(d["score"]) >= score_thr:
                 self._by_image.setdefault(int(d["image_id"]), []).append((d["bbox"], float(d["score"])))
         self._ann = ann
@@ -152,7 +158,7 @@ class DetectionFileBoxes:
             raise InputImageError(f"cannot match {Path(path).name} to {self.source}: its name is not a COCO image id "
                                   f"(e.g. 000000000785.jpg); rename it or use --detector")
         dets = self._by_image.get(image_id, [])
-        return Boxes.of([b for b, _ in dets], [s for _, s in dets])
+        return Boxes.of([b for b, _ in dets], [s for _, s in dets]).positive()
 
 
 class WholeImageBoxes:

@@ -271,7 +271,12 @@ class Predictor:
             if p.owed == 0:
                 x, y, fx, fy = (None if parts[0] is None else np.concatenate(parts) for parts in zip(*p.parts))
                 assert isinstance(p.result, ImagePoses)
-                p.result.keypoints, p.result.bins = self.decode(x, y, fx, fy, p.result.centers, p.result.scales)
+                if not all(np.isfinite(o).all() for o in (x, y, fx, fy) if o is not None):
+                    # A broken artifact (NaN weights, FP16 overflow): this image fails; no NaN reaches results.
+                    p.result = ImageFailure(p.result.path, f"{p.result.path}: the model returned NaN/Inf logits for "
+                                                           f"its person crops; check the artifact (weights, precision)")
+                else:
+                    p.result.keypoints, p.result.bins = self.decode(x, y, fx, fy, p.result.centers, p.result.scales)
                 p.parts = []
         if row != len(crops):  # a bug in the bookkeeping, not a user error
             raise RuntimeError(f"crop bookkeeping mismatch: {row} of {len(crops)} rows handed out")

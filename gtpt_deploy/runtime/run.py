@@ -1,42 +1,68 @@
-"""The run stage: an artifact on image files -> ``results.json`` (COCO keypoint results) and annotated images.
+"""The run stage: an artifact on images, videos or a camera -> results and annotated copies.
 
-A thin loop around :class:`~gtpt_deploy.runtime.predictor.Predictor`. No torch import.
+Images -> ``results.json`` (COCO keypoint results, rescored + OKS NMS) and annotated images; each video or camera ->
+``<name>.json`` (persons per frame, with frame index and timestamp) and an annotated ``<name>.mp4`` (or a live
+window for a camera when a display exists). A thin loop around
+:meth:`~gtpt_deploy.runtime.predictor.Predictor.predict_frames`. No torch import.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from ..errors import InputImageError
-from .boxes import image_id_from_name
-from .images import expand_inputs
-from .predictor import ImageFailure, ImagePoses, Predictor
+from ..errors import GtptError, InputImageError
+from .boxes import BoxSource, WholeImageBoxes, image_id_from_name
+from .outputs import (StreamOutput, check_folder, display_available, finish_folder, image_output_name,
+                      unique_name)
+from .predictor import Frame, ImageFailure, ImagePoses, Predictor
+from .sources import CameraSource, ImageSource, Source, open_sources
 
 log = logging.getLogger(__name__)
 
-_WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # annotated images keep these formats
+WHOLE_IMAGE_NOTE = ("no --detector or --boxes: each whole image is used as one person box (fine for single-person "
+                    "crops; pass --detector for photos and videos with several people)")
+
+
+@dataclass
+class StreamSummary:
+    """One video or camera: frames posed, persons found, processing speed and the files written."""
+
+    name: str
+    frames: int
+    persons: int
+    seconds: float
+    results_path: Path
+    video_path: Path | None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass
 class RunSummary:
-    """What ``run_images`` did. ``failures`` lists the inputs that were skipped and why."""
+    """What ``run_inputs`` did. ``failures`` lists the images that were skipped and why."""
 
     artifact: str
     runner: str
     images: int
     persons: int
     failures: list[ImageFailure]
-    results_path: Path
+    results_path: Path | None            # results.json (None when no image file was given)
     drawn: int
-    seconds: float                        # wall time of the whole loop (load, boxes, crops, model, decode, draw)
-    model_seconds: float                  # time inside runner.infer
+    seconds: float                        # wall time on the images (load, boxes, crops, model, decode, draw)
+    model_seconds: float                  # of which inside runner.infer
+    out_dir: Path = Path(".")
+    streams: list[StreamSummary] = field(default_factory=list)
+    interrupted: bool = False             # ended by Ctrl-C (results so far were written)
 
     @property
     def ok(self) -> bool:
@@ -44,17 +70,33 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, object]:
         """The summary as JSON (``run --json``)."""
-        return {"artifact": self.artifact, "runner": self.runner, "images": self.images, "persons": self.persons,
-                "failed": [{"path": str(f.path), "error": f.error} for f in self.failures],
-                "results": str(self.results_path), "annotated_images": self.drawn,
-                "seconds": round(self.seconds, 3), "model_seconds": round(self.model_seconds, 3)}
+        return {"artifact": self.artifact, "runner": self.runner, "out_dir": str(self.out_dir), "images": self.images,
+                "persons": self.persons, "failed": [{"path": str(f.path), "error": f.error} for f in self.failures],
+                "results": str(self.results_path) if self.results_path else None, "annotated_images": self.drawn,
+                "seconds": round(self.seconds, 3), "model_seconds": round(self.model_seconds, 3),
+                "streams": [{"name": v.name, "frames": v.frames, "persons": v.persons, "fps": round(v.fps, 2),
+                             "results": str(v.results_path), "video": str(v.video_path) if v.video_path else None}
+                            for v in self.streams],
+                "interrupted": self.interrupted}
 
-    def format_lines(self, out_dir: str | Path) -> list[str]:
+    def format_lines(self, out_dir: str | Path | None = None) -> list[str]:
         """The end-of-run summary for the terminal."""
-        done = self.images - len(self.failures)
-        return [f"{self.images} image(s): {done} processed, {len(self.failures)} failed; {self.persons} person(s); "
-                f"{self.seconds:.2f} s (model {self.model_seconds:.2f} s) [{self.runner}]",
-                f"results: {self.results_path}" + (f"; {self.drawn} annotated image(s) in {out_dir}" if self.drawn else "")]
+        out_dir = out_dir or self.out_dir
+        lines = []
+        if self.results_path is not None:
+            done = self.images - len(self.failures)
+            image_persons = self.persons - sum(s.persons for s in self.streams)
+            lines.append(f"{self.images} image(s): {done} processed, {len(self.failures)} failed; {image_persons} "
+                         f"person(s); {self.seconds:.2f} s (model {self.model_seconds:.2f} s) [{self.runner}]")
+            lines.append(f"results: {self.results_path}"
+                         + (f"; {self.drawn} annotated image(s) in {out_dir}" if self.drawn else ""))
+        for s in self.streams:
+            video = f"{s.video_path}, " if s.video_path is not None else ""
+            lines.append(f"{s.name}: {s.frames} frame(s), {s.persons} person(s), {s.fps:.1f} frames/s "
+                         f"[{self.runner}] -> {video}{s.results_path}")
+        if self.interrupted:
+            lines.append("stopped by Ctrl-C; the results up to that point are written")
+        return lines
 
 
 def ann_image_ids(ann: str | Path, paths: list[Path]) -> dict[Path, int]:
@@ -82,90 +124,177 @@ def assign_image_ids(paths: list[Path]) -> dict[Path, int]:
     return dict(zip(paths, ids))  # type: ignore[arg-type]
 
 
-def _output_names(paths: list[Path]) -> list[str]:
-    """Annotated-image file names: the input's name, made unique (``a.jpg``, ``a_2.jpg``) across folders."""
-    seen: set[str] = set()
-    out = []
-    for p in paths:
-        suffix = p.suffix if p.suffix.lower() in _WRITABLE else ".png"
-        name, i = p.stem + suffix, 1
-        while name.lower() in seen:
-            i += 1
-            name = f"{p.stem}_{i}{suffix}"
-        seen.add(name.lower())
-        out.append(name)
-    return out
+def _image_frames(src: ImageSource, boxes: BoxSource, ids: dict[Path, int]) -> Iterator[Frame | ImageFailure]:
+    for f in src:
+        assert f.path is not None
+        if f.image is None:
+            yield ImageFailure(f.path, f.error or "cannot read it")
+            continue
+        try:
+            b = boxes(f.path, f.image)
+        except InputImageError as e:
+            yield ImageFailure(f.path, str(e))
+            continue
+        yield Frame(f.path, f.image, b, ids[f.path])
 
 
-def run_images(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
+def _stream_frames(src: Source, boxes: BoxSource, timestamps: dict[int, float | None]) -> Iterator[Frame]:
+    for f in src:
+        assert f.image is not None
+        timestamps[f.index] = f.timestamp
+        yield Frame(Path(f"{f.name}#{f.index:06d}"), f.image, boxes(Path(f.name), f.image), f.index)
+
+
+def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str | Path | None = None,
                boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
                batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
                kpt_thr: float | None = None, draw: bool = True, force: bool = False, progress: bool = False,
-               threads: int | None = None, provider: str | None = None, ann: str | Path | None = None,
-               detector_device: str = "cpu", detector_threads: int | None = None) -> RunSummary:
-    """Pose on images/folders -> ``out_dir/results.json`` (COCO keypoint results, rescored + OKS NMS, each record
-    with its image's ``file_name``) and, with ``draw``, annotated copies of the images. Undecodable / missing
-    images are skipped and listed in the summary.
+               threads: int | None = None, show: bool | None = None, provider: str | None = None,
+               ann: str | Path | None = None, detector_device: str = "cpu",
+               detector_threads: int | None = None) -> RunSummary:
+    """Pose on image files, folders, glob patterns, video files and cameras (``"0"``); see the module docstring.
 
     Args:
-        boxes: ``"gt"`` (ground-truth boxes of ``ann``) or a COCO detection results JSON; detector: a person
-            detector ONNX; neither: the whole image is one person.
+        out_dir: None: the first free ``runs/run``, ``runs/run2``, ...; an existing run folder needs ``force``
+            (which removes that run's files once this one completes, see :func:`outputs.check_folder`).
+        boxes: ``"gt"`` (ground-truth boxes of ``ann``) or a COCO detection results JSON (images only);
+            detector: a person detector ONNX; neither: the whole image is one person (logged as a warning).
         ann: COCO annotation file whose ``file_name``s give the image ids (so ``evaluate ann results.json`` works).
+        show: live window for cameras (None: when a display exists; else an annotated video is written).
         device, provider, threads: where the pose artifact runs; detector_device / detector_threads: the detector's.
-    """
-    import time
 
+    Undecodable / missing images are skipped and listed in the summary. Ctrl-C ends the run cleanly: what was
+    processed is written.
+    """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..artifacts import check_writable, write_json
-    from .person_boxes import box_source
-    from .draw import DEFAULT_KPT_THR, draw_poses
+    from ..artifacts import ArtifactSet, next_run_dir
     from ..coco import to_coco_results
     from ..runners import create_runner
+    from .draw import DEFAULT_KPT_THR, draw_poses, encode_image
+    from .person_boxes import box_source
 
-    paths = expand_inputs(inputs)
-    if not paths:
-        raise InputImageError(f"no images found in {', '.join(map(str, inputs)) or 'the inputs'}; pass image files "
-                              f"or folders holding .jpg / .png files")
-    ids = assign_image_ids(paths) if ann is None else ann_image_ids(ann, paths)
-    paths = [p for p in paths if p in ids]
-    out_dir = Path(out_dir)
-    results_path = out_dir / "results.json"
-    names = _output_names(paths)
-    for target in [results_path] + ([out_dir / n for n in names] if draw else []):
-        check_writable(target, force, option="--out")
+    inputs = list(inputs)
+    sources = open_sources(inputs)
+    images = next((s for s in sources if isinstance(s, ImageSource)), None)
+    streams = [s for s in sources if not isinstance(s, ImageSource)]
+    if not sources:
+        raise InputImageError(f"no images or videos found in {', '.join(map(str, inputs)) or 'the inputs'}; pass "
+                              f"image or video files, folders, glob patterns or a camera index")
+    if boxes is not None and streams:
+        raise GtptError(f"--boxes matches image files by name and cannot box video or camera frames "
+                        f"({streams[0].name}); use --detector")
+    if images is not None:
+        ids = assign_image_ids(images.paths) if ann is None else ann_image_ids(ann, images.paths)
+        images = ImageSource([p for p in images.paths if p in ids])
+    out = Path(out_dir) if out_dir is not None else next_run_dir()
+    show = bool(show if show is not None else any(isinstance(s, CameraSource) for s in streams)
+                and display_available())
+    taken: set[str] = {"results.json"}
+    image_names = [image_output_name(p, taken) for p in images.paths] if images else []
+    stream_outs = [StreamOutput(out, unique_name(s.name, ".json", taken)[:-len(".json")], getattr(s, "what", s.name),
+                                float(getattr(s, "fps", 30.0)), draw and not (show and isinstance(s, CameraSource)))
+                   for s in streams]
+    targets = (["results.json"] if images else []) + (image_names if draw else []) + [
+        n for so in stream_outs for n in ([so.results_path.name] + ([so.video_path.name] if so.draw else []))]
     source = box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr, device=detector_device,
                         threads=detector_threads)
+    if isinstance(source, WholeImageBoxes):
+        log.warning(WHOLE_IMAGE_NOTE)
+    earlier = check_folder(out, targets, force, inputs=images.paths if images else [])
+    log.info("writing to %s", out)
+    thr = DEFAULT_KPT_THR if kpt_thr is None else kpt_thr
     poses: list[ImagePoses] = []
     failures: list[ImageFailure] = []
+    stream_summaries: list[StreamSummary] = []
     drawn = 0
+    interrupted = False
     t0 = time.perf_counter()
+    image_seconds = image_model = 0.0
+    # The annotated images and results.json commit as one set once the images are done (results.json last): an
+    # image run that fails or is interrupted leaves no new annotated image and no results.json of other images.
+    # Streams (videos, cameras) write as they go and keep what was processed on Ctrl-C.
+    image_set = ArtifactSet(force=True)  # existing targets were checked (and refused without --force) above
     with create_runner(artifact, device=device, provider=provider, threads=threads) as runner, \
             logging_redirect_tqdm():
-        predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw)
-        bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc="pose")
-        for result, name in zip(predictor.predict(paths, source, ids), names):
-            bar.update(1)
-            if isinstance(result, ImageFailure):
-                log.warning("skipped %s", result.error)
-                failures.append(result)
-                continue
-            if draw and result.image is not None:
-                canvas = draw_poses(result.image, result.keypoints, predictor.dataset, result.boxes,
-                                    DEFAULT_KPT_THR if kpt_thr is None else kpt_thr)
-                drawn += bool(cv2.imwrite(str(out_dir / name), canvas))
-                result.image = None
-            poses.append(result)
-        bar.close()
-        model_seconds = float(sum(runner.times))
+        predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw or show)
+        dataset = predictor.dataset
+        try:
+            if images is not None:
+                bar = tqdm(total=len(images), unit="img", disable=not progress, file=sys.stderr, desc="pose")
+                try:
+                    for result, name in zip(predictor.predict_frames(_image_frames(images, source, ids)),
+                                            image_names):
+                        bar.update(1)
+                        if isinstance(result, ImageFailure):
+                            log.debug("skipped %s", result.error)  # listed once, in the summary
+                            failures.append(result)
+                            continue
+                        if draw and result.image is not None:
+                            canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
+                                                result.box_scores)
+                            image_set.write_bytes(out / name, encode_image(canvas, name))  # full disk: one line
+                            drawn += 1
+                        result.image = None
+                        poses.append(result)
+                except BaseException:  # Ctrl-C included: an image run commits as a whole or not at all
+                    image_set.discard()
+                    raise
+                finally:
+                    bar.close()
+                image_set.write_json(out / "results.json", to_coco_results(
+                    *stack_poses(poses, runner.meta.num_keypoints),
+                    file_names={p.image_id: Path(p.path).name for p in poses}))
+                image_set.commit()
+            image_seconds, image_model = time.perf_counter() - t0, float(sum(runner.times))
+            for src, so in zip(streams, stream_outs):
+                timestamps: dict[int, float | None] = {}
+                t_stream = time.perf_counter()
+                bar = tqdm(total=len(src) or None, unit="frame", disable=not progress, file=sys.stderr,
+                           desc=src.name)
+                # A camera is shown live: batching crops across frames would hold each frame back until a batch
+                # fills, so a dynamic-batch model runs one crop per call there (unless --batch says otherwise).
+                live = isinstance(src, CameraSource) and runner.static_batch is None and batch is None
+                stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True) if live else predictor
+                try:
+                    for result in stream_predictor.predict_frames(_stream_frames(src, source, timestamps)):
+                        assert isinstance(result, ImagePoses)
+                        bar.update(1)
+                        canvas = None
+                        if (so.draw or show) and result.image is not None:
+                            canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
+                                                result.box_scores)
+                        so.add(result.image_id, timestamps.pop(result.image_id, None), result.keypoints,
+                               result.boxes, result.box_scores, canvas if so.draw else None)
+                        if show and canvas is not None:
+                            cv2.imshow(src.name, canvas)
+                            if cv2.waitKey(1) & 0xFF in (27, ord("q")):  # Esc / q closes the window
+                                break
+                finally:
+                    bar.close()
+                    stream_summaries.append(StreamSummary(so.name, len(so.frames), so.persons,
+                                                          time.perf_counter() - t_stream, so.results_path,
+                                                          so.video_path if so.draw else None))
+        except KeyboardInterrupt:
+            if images is not None and not image_seconds:  # during the images: nothing of them was kept
+                raise
+            interrupted = True
+        except BaseException:
+            for so in stream_outs:
+                so.close(keep=False)
+            raise
+        finally:
+            if show:
+                cv2.destroyAllWindows()
+        for so in stream_outs:
+            so.close()
         description = runner.description
-        k = runner.meta.num_keypoints
-    seconds = time.perf_counter() - t0
-    records = to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
-    write_json(results_path, records)
-    return RunSummary(str(artifact), description, len(paths), sum(len(p.keypoints) for p in poses), failures,
-                      results_path, drawn, seconds, model_seconds)
+    finish_folder(out, targets, earlier)
+    results_path = out / "results.json" if images is not None else None
+    persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
+    return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn,
+                      image_seconds, image_model, out, stream_summaries, interrupted)
 
 
 def stack_poses(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, ...]:

@@ -69,12 +69,28 @@ def crop_and_normalize(image_rgb: np.ndarray, centers: np.ndarray, scales: np.nd
     return normalize(crops)
 
 
+def positive_boxes(box_xywh: np.ndarray) -> np.ndarray:
+    """(N, 4) boxes x, y, w, h -> bool (N,): finite and of positive width and height.
+
+    Detections of zero or negative size are dropped (the official code drops ``area <= 0`` boxes): such a box has no
+    crop (its scale is 0 or negative, and ``affine_matrix`` would divide by zero or mirror the image).
+    """
+    b = np.asarray(box_xywh, dtype=np.float64).reshape(-1, 4)
+    return np.isfinite(b).all(axis=1) & (b[:, 2] > 0) & (b[:, 3] > 0)
+
+
 def sanitize_gt_box(box_xywh: np.ndarray | list[float], width: int, height: int) -> np.ndarray | None:
-    """Official GT-box clean-up (COCO ``_load_coco_keypoint_annotation_kernal``): clip to the image, None if empty."""
+    """Official GT-box clean-up (COCO ``_load_coco_keypoint_annotation_kernal``): clip to the image, None if empty.
+
+    Like the official code it keeps a box of zero width but positive height (or the reverse: the aspect fix gives
+    it a crop); unlike it, a box empty in both directions is None too, as no crop can be made of it.
+    """
     x, y, w, h = (float(v) for v in box_xywh)
+    if not all(np.isfinite((x, y, w, h))):
+        return None
     x1, y1 = max(0.0, x), max(0.0, y)
     x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
     y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
-    if x2 < x1 or y2 < y1:
+    if x2 < x1 or y2 < y1 or (x2 == x1 and y2 == y1):
         return None
     return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)

@@ -1,0 +1,89 @@
+"""``gtpt-deploy fp16`` and ``calibrate``: reduced precision inside the ONNX (FP16 graph, INT8 Q/DQ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .main import echo_json, main
+
+
+@main.command("fp16")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              show_default="<name>_fp16.onnx beside MODEL", help="FP16 ONNX to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+def fp16_cmd(model: Path, output: Path | None, force: bool, as_json: bool) -> None:
+    """Convert an FP32 gtpt-deploy ONNX (MODEL) to FP16: float16 weights, float32 inputs/outputs, FP32 islands.
+
+    \b
+    The pruning score -> TopK path and Softmax stay FP32 (measured: see the recipe in
+    the file's gtpt.extra metadata). TensorRT 10/11 build the file as it is (strongly typed).
+    Examples:
+      gtpt-deploy fp16 export/gtpt_t_coco_b1.onnx
+      gtpt-deploy fp16 export/gtpt_t_coco_b1.onnx -o /tmp/t_fp16.onnx --force --json
+    """
+    from ..export.fp16 import convert_fp16
+
+    result = convert_fp16(model, output=output, force=force)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.format_report())
+
+
+@main.command("calibrate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ann", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="COCO keypoint annotation file: its GT person boxes are the calibration crops.")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder with the annotation file's images.")
+@click.option("--num", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Calibration crops (seeded selection); more than the file has is an error.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="Range calibration method (ONNX Runtime's calibrators).")
+@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+              help="tensorrt: symmetric int8, zero points 0; cpu: uint8 activations ONNX Runtime fuses on x86.")
+@click.option("--max-ap-drop", type=float, default=None,
+              help="AP budget (0-1, e.g. 0.005): keep the most sensitive layer groups float until ΔAP fits.")
+@click.option("--eval-ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Evaluation annotation file for the budget / ΔAP (default: the calibration file).")
+@click.option("--eval-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Images of --eval-ann.")
+@click.option("--ranges", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Reuse this ranges JSON (refused unless model, data and method match).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Crop selection seed.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              show_default="<name>_int8.onnx beside MODEL", help="INT8 ONNX to write (ranges/cache go to calib/).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs (and recompute mismatching ranges).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+def calibrate_cmd(model: Path, ann: Path, images: Path, num: int, method: str, target: str,
+                  max_ap_drop: float | None, eval_ann: Path | None, eval_images: Path | None, ranges: Path | None,
+                  seed: int, output: Path | None, force: bool, as_json: bool) -> None:
+    """Calibrate an FP32 gtpt-deploy ONNX (MODEL) on COCO person crops and write its INT8 Q/DQ form.
+
+    \b
+    Writes <name>_int8.onnx, calib/<name>_<method>.ranges.json (ranges + manifest) and calib/<name>_<method>.cache
+    (TensorRT legacy calibration cache for trtexec --calib on TensorRT <= 10). Ranges are reused only when model,
+    data and method match. With --max-ap-drop, each step of the layer search is printed on stderr; when even the
+    most conservative recipe misses the budget the command exits non-zero and writes nothing.
+    Examples:
+      gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann person_keypoints_train2017.json --images train2017/
+      gtpt-deploy calibrate export/gtpt_t_coco_bdyn.onnx --ann train.json --images train/ --num 64 --target cpu
+      gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann train.json --images train/ --num 86 \\
+          --max-ap-drop 0.005 --eval-ann val.json --eval-images val/ --json
+    """
+    from ..calib import calibrate_int8
+
+    def report(line: str) -> None:
+        click.echo(line, err=True)
+
+    result = calibrate_int8(model, ann, images, num=num, method=method, target=target, max_ap_drop=max_ap_drop,
+                            eval_ann=eval_ann, eval_images=eval_images, output=output, force=force, ranges=ranges,
+                            seed=seed, report=report)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(result.format_report())

@@ -1,0 +1,234 @@
+"""ONNX -> TensorRT engine: one plain function, :func:`build_engine`, with a typed result (:class:`EngineResult`).
+
+Strongly typed networks only: the precision is the ONNX file's (FP32, the FP16-typed file, or the Q/DQ INT8 file),
+never a builder flag - the only way TensorRT 11 builds, and the same engine on 10.x (see ``runners/trt_api.py``).
+Steps: read the ONNX and its gtpt metadata -> decide the optimization profile -> parse (all parser errors in one
+message) -> builder config (workspace pool, optimization level, detailed profiling verbosity for the inspector,
+the profile, the persisted timing cache) -> ``build_serialized_network`` under a spinner -> write the plain plan
+(no header bytes: it must load unchanged in trtexec, Triton and Polygraphy) and the JSON sidecar beside it,
+atomically -> save the updated timing cache.
+
+TensorRT calls used (10.x and 11.x Python API): Builder, Builder.create_network, OnnxParser.parse / num_errors /
+get_error, Builder.create_builder_config, IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE),
+builder_optimization_level, profiling_verbosity, Builder.create_optimization_profile, IOptimizationProfile.set_shape,
+IBuilderConfig.add_optimization_profile, create_timing_cache / set_timing_cache / get_timing_cache,
+ITimingCache.serialize, Builder.build_serialized_network, Runtime.deserialize_cuda_engine,
+ICudaEngine.create_engine_inspector, IEngineInspector.get_engine_information(LayerInformationFormat.JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import atomic_path, check_writable, engine_path, engine_sidecar_path, sha256_file, timing_cache_path
+from ..artifacts import write_json
+from ..errors import ArtifactError, GtptError
+from ..metadata import read_onnx_meta
+from ..runners import cuda_mem
+from ..runners.trt_api import TensorRT, load_tensorrt
+from .report import EngineProfile, EngineResult, Spinner, layer_summary, trtexec_command
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKSPACE_GIB = 4.0
+DEFAULT_OPT_LEVEL = 3          # TensorRT's own default; 4-5 search longer, 0-2 build faster
+MAX_PARSER_ERRORS_SHOWN = 3
+
+
+class BuildError(GtptError):
+    """TensorRT rejected the ONNX or could not build an engine from it."""
+
+
+def _onnx_input(model_bytes: bytes, source: Path) -> tuple[str, int | None, tuple[int, int, int]]:
+    """(input name, static batch or None, (C, H, W)) of the one graph input."""
+    import onnx
+
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception as e:  # onnx raises DecodeError / ValueError depending on the damage
+        raise ArtifactError(f"{source} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ArtifactError(f"{source}: expected one image input, got {[i.name for i in inputs]}; "
+                            f"make the ONNX with 'gtpt-deploy export'")
+    dims = inputs[0].type.tensor_type.shape.dim
+    chw = tuple(int(d.dim_value) for d in dims[1:])
+    if len(dims) != 4 or any(v <= 0 for v in chw):
+        raise ArtifactError(f"{source}: input {inputs[0].name} must be (B, 3, H, W) with static C, H, W")
+    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+    return inputs[0].name, batch, chw  # type: ignore[return-value]
+
+
+def resolve_profile(name: str, onnx_batch: int | None, chw: tuple[int, int, int], batch: int | None,
+                    dynamic_batch: tuple[int, int, int] | None, source: str) -> EngineProfile:
+    """The optimization profile from the ONNX's batch and the options; refuses contradictions (no silent fixes)."""
+    if batch is not None and dynamic_batch is not None:
+        raise GtptError("pass either --batch N or --dynamic-batch MIN,OPT,MAX, not both")
+    if onnx_batch is not None:
+        if dynamic_batch is not None:
+            raise GtptError(f"{source} has a static batch of {onnx_batch}, so it cannot get a dynamic profile; "
+                            f"export it with --dynamic-batch, or leave out --dynamic-batch")
+        if batch is not None and batch != onnx_batch:
+            raise GtptError(f"{source} has a static batch of {onnx_batch}, got --batch {batch}; leave out --batch "
+                            f"or export the model with --batch {batch}")
+        return EngineProfile(name, onnx_batch, onnx_batch, onnx_batch, chw)
+    if batch is not None:
+        if batch < 1:
+            raise GtptError(f"--batch must be at least 1, got {batch}")
+        return EngineProfile(name, batch, batch, batch, chw)
+    if dynamic_batch is None:
+        raise GtptError(f"{source} has a dynamic batch: choose the engine's batch with --batch N (static) or "
+                        f"--dynamic-batch MIN,OPT,MAX (e.g. 1,8,16)")
+    lo, opt, hi = dynamic_batch
+    if not 1 <= lo <= opt <= hi:
+        raise GtptError(f"--dynamic-batch must satisfy 1 <= MIN <= OPT <= MAX, got {lo},{opt},{hi}")
+    return EngineProfile(name, lo, opt, hi, chw)
+
+
+def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
+                 dynamic_batch: tuple[int, int, int] | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+                 timing_cache: str | os.PathLike[str] | None = None, opt_level: int = DEFAULT_OPT_LEVEL, gpu: int = 0,
+                 output: str | os.PathLike[str] | None = None, force: bool = False,
+                 progress: bool = True) -> EngineResult:
+    """Build a strongly typed TensorRT engine from a gtpt-deploy ONNX file.
+
+    Args:
+        onnx_path: FP32, FP16 or Q/DQ INT8 ONNX with gtpt metadata (input float32 (B, 3, H, W)).
+        batch / dynamic_batch: static batch N, or (min, opt, max) for a dynamic-batch ONNX; a static-batch ONNX
+            keeps its batch.
+        workspace_gib: TensorRT workspace memory pool limit.
+        timing_cache: file read before and written after the build (default ``timing.cache`` beside the engine).
+        opt_level: builder optimization level 0-5.
+        gpu: CUDA device index to build on.
+        output: engine path (default ``engines/<variant>_b<N|dyn>_<precision>.engine``); the sidecar goes beside
+            it as ``<name>.engine.json``.
+        force: overwrite an existing engine / sidecar.
+        progress: show the spinner on stderr.
+
+    Raises a ``GtptError`` subclass (one line) for every user or environment error; nothing is written then.
+    """
+    src = Path(onnx_path)
+    if not src.is_file():
+        raise ArtifactError(f"ONNX model {src} does not exist; export one with 'gtpt-deploy export'")
+    if not 0 <= opt_level <= 5:
+        raise GtptError(f"--opt-level must be 0..5, got {opt_level}")
+    if not workspace_gib > 0:
+        raise GtptError(f"--workspace must be a positive number of GiB, got {workspace_gib}")
+    model_bytes = src.read_bytes()
+    meta = read_onnx_meta(model_bytes, source=str(src))
+    name, onnx_batch, chw = _onnx_input(model_bytes, src)
+    profile = resolve_profile(name, onnx_batch, chw, batch, dynamic_batch, src.name)
+    out = Path(output) if output is not None else engine_path(meta.variant, profile.static_batch, meta.precision)
+    side = engine_sidecar_path(out)
+    if out.suffix.lower() not in (".engine", ".plan"):
+        raise GtptError(f"engine output must end in .engine or .plan, got {out.name}")
+    for p in (out, side):
+        check_writable(p, force)
+    cache = Path(timing_cache) if timing_cache is not None else timing_cache_path(out)
+
+    api = load_tensorrt()
+    mem, gpu_info = cuda_mem.open_gpu(gpu)
+    del mem  # only needed to select and describe the device; TensorRT allocates what it builds with
+    plan, loaded, saved, seconds = _build(api, model_bytes, src, profile, workspace_gib, opt_level, cache, progress)
+
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(plan)
+    try:
+        result = EngineResult(
+            engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=sha256_file(src),
+            engine_sha256=sha256_file(out), engine_bytes=len(plan), tensorrt_version=api.version,
+            gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
+            timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
+            layers=_inspect(api, plan), strongly_typed=True,
+            trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
+            rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
+        write_json(side, result.to_dict())
+    except BaseException:
+        out.unlink(missing_ok=True)  # an engine without its sidecar cannot be run: leave neither
+        raise
+    return result
+
+
+def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile, workspace_gib: float,
+           opt_level: int, cache_path: Path, progress: bool) -> tuple[bytes, int, int, float]:
+    """Parse and build -> (serialized plan, timing cache bytes loaded, bytes saved, build seconds)."""
+    trt = api.trt
+    logger = api.make_logger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(api.network_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model_bytes):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        shown = "; ".join(f"node {e.node()}: {str(e.desc()).strip()}" for e in errors[:MAX_PARSER_ERRORS_SHOWN])
+        more = f" (+{len(errors) - MAX_PARSER_ERRORS_SHOWN} more)" if len(errors) > MAX_PARSER_ERRORS_SHOWN else ""
+        raise BuildError(f"TensorRT {api.version}'s ONNX parser rejected {src.name}: {len(errors)} error(s): "
+                         f"{shown or 'no details'}{more}; re-export with 'gtpt-deploy export' (opset 17)")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    config.builder_optimization_level = opt_level
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions for the inspector summary
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(profile.input_name, profile.shape(profile.min), profile.shape(profile.opt),
+                          profile.shape(profile.max))
+    if config.add_optimization_profile(opt_profile) < 0:
+        raise BuildError(f"TensorRT rejected the optimization profile {profile.to_dict()} for {src.name}")
+
+    blob = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    # ignore_mismatch=False: a cache from another GPU or TensorRT version is not applied (TensorRT says so)
+    config.set_timing_cache(cache, False)
+
+    with Spinner(f"building {src.name} with TensorRT {api.version}", enabled=progress) as spin:
+        plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        why = "; ".join(logger.errors[-2:]) if logger.errors else "no error reported"
+        raise BuildError(f"TensorRT {api.version} could not build an engine from {src.name} ({why}); try a larger "
+                         f"--workspace, or check the model with trtexec --onnx={shlex.quote(str(src))}")
+    data = bytes(plan)
+
+    saved = bytes(config.get_timing_cache().serialize())
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache_path) as tmp:
+        tmp.write_bytes(saved)
+    return data, len(blob), len(saved), spin.seconds
+
+
+def _inspect(api: TensorRT, plan: bytes) -> dict[str, Any] | None:
+    """Per-layer precision summary of the built plan via the engine inspector; None when it is not available."""
+    trt = api.trt
+    # the logger and runtime are kept in locals while the engine lives: TensorRT requires both to outlive it
+    logger = api.make_logger()
+    runtime = trt.Runtime(logger)
+    try:
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            return None
+        inspector = engine.create_engine_inspector()
+        info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+        del inspector, engine
+    except (AttributeError, RuntimeError, TypeError) as e:  # an older binding without the inspector
+        log.debug("engine inspector not available: %s", e)
+        return None
+    return layer_summary(info)
+
+
+def _rebuild_command(src: Path, out: Path, profile: EngineProfile, workspace_gib: float, opt_level: int,
+                     gpu: int) -> str:
+    args = ["gtpt-deploy", "build", str(src)]
+    if profile.static_batch is not None:
+        args += ["--batch", str(profile.static_batch)]
+    else:
+        args += ["--dynamic-batch", f"{profile.min},{profile.opt},{profile.max}"]
+    if workspace_gib != DEFAULT_WORKSPACE_GIB:
+        args += ["--workspace", f"{workspace_gib:g}"]
+    if opt_level != DEFAULT_OPT_LEVEL:
+        args += ["--opt-level", str(opt_level)]
+    if gpu:
+        args += ["--gpu", str(gpu)]
+    return " ".join(shlex.quote(a) for a in [*args, "-o", str(out), "--force"])

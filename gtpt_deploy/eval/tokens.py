@@ -1,0 +1,118 @@
+"""Pruning-aware parity: which tokens survive each top-k pruning stage, and how often two runners agree on them.
+
+Reduced precision can change *which* tokens a GTPT keeps; the logits may still look close while the model attends to
+other parts of the person. For ONNX artifacts the TopK index tensors are added as extra outputs of an in-memory copy
+of the graph (the file is untouched). No torch import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def topk_index_outputs(model: Any) -> tuple[Any, list[str]]:
+    """A copy of ``model`` (``onnx.ModelProto``) whose TopK index tensors are graph outputs too.
+
+    Returns:
+        (copy, names): names of the int64 index tensors, one per pruning stage, in graph (= stage) order.
+    """
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    names = [n.output[1] for n in out.graph.node if n.op_type == "TopK" and len(n.output) > 1]
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))
+    return out, names
+
+
+def kept_token_agreement(base: Sequence[np.ndarray], cand: Sequence[np.ndarray]) -> tuple[float, ...]:
+    """Per stage: the mean fraction of the baseline's kept tokens that the candidate keeps too.
+
+    Args:
+        base, cand: one int array per stage, (N, ..., k) token indices of N crops (order within k ignored).
+
+    Returns:
+        One fraction in [0, 1] per stage (1.0 = the same token sets in every crop).
+    """
+    if len(base) != len(cand):
+        raise ValueError(f"kept_token_agreement: {len(base)} baseline stages vs {len(cand)} candidate stages")
+    fractions = []
+    for b, c in zip(base, cand):
+        b2 = np.asarray(b).reshape(-1, np.asarray(b).shape[-1])
+        c2 = np.asarray(c).reshape(-1, np.asarray(c).shape[-1])
+        if b2.shape != c2.shape:
+            raise ValueError(f"kept_token_agreement: index shapes {b2.shape} vs {c2.shape}")
+        same = [len(np.intersect1d(x, y, assume_unique=True)) / max(len(x), 1) for x, y in zip(b2, c2)]
+        fractions.append(float(np.mean(same)) if same else 1.0)
+    return tuple(fractions)
+
+
+def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None) -> list[np.ndarray] | None:
+    """Kept token indices per stage of an artifact on float32 (N, 3, H, W) crops (no flip).
+
+    ``.onnx`` (path or ``onnx.ModelProto``): ONNX Runtime CPU on a copy with the TopK indices as outputs; ``.pth`` /
+    ``.pt``: the PyTorch model with its top-k calls recorded. None for artifacts that cannot expose them (engines).
+    """
+    from pathlib import Path
+
+    suffix = Path(artifact).suffix.lower() if isinstance(artifact, (str, Path)) else ".onnx"
+    if suffix in (".pth", ".pt"):
+        from ..models import create_model
+        from ..models.tokens import record_kept_tokens
+
+        return record_kept_tokens(create_model(checkpoint=artifact), crops)
+    if suffix != ".onnx":
+        return None
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(artifact)) if isinstance(artifact, (str, Path)) else artifact
+    copy, names = topk_index_outputs(model)
+    if not names:
+        return None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    session = ort.InferenceSession(copy.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    static = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    step = static or 16
+    parts: list[list[np.ndarray]] = [[] for _ in names]
+    for s in range(0, len(crops), step):
+        chunk = np.ascontiguousarray(crops[s:s + step], np.float32)
+        n = len(chunk)
+        if static and n < static:
+            chunk = np.concatenate((chunk, np.zeros((static - n, *chunk.shape[1:]), np.float32)))
+        for store, idx in zip(parts, session.run(names, {inp.name: chunk})):
+            store.append(idx[:n])
+    return [np.concatenate(p) for p in parts]
+
+
+def with_kept_tokens(rows: list[Any], gt: dict, images: Any, threads: int | None = None) -> list[Any]:
+    """``validate`` rows with ``kept_tokens`` filled: per-stage agreement of each artifact's kept tokens with the
+    baseline's (first row) on the GT person crops of ``gt``. Rows stay as they are when the baseline exposes no
+    token indices or the file has no person crops."""
+    from dataclasses import replace
+
+    from ..errors import GtptError
+    from ..runtime.crops import person_crops
+
+    try:
+        crops = person_crops(gt, images).crops
+    except GtptError:
+        return rows
+    base = kept_tokens(rows[0].artifact, crops, threads)
+    if base is None:
+        return rows
+    out = [replace(rows[0], kept_tokens=tuple(1.0 for _ in base))]
+    for row in rows[1:]:
+        cand = kept_tokens(row.artifact, crops, threads)
+        same = cand is not None and [c.shape for c in cand] == [b.shape for b in base]
+        out.append(replace(row, kept_tokens=kept_token_agreement(base, cand) if same else None))
+    return out

@@ -1,0 +1,372 @@
+"""A faithful fake of the TensorRT Python API (10.x and 11.x surfaces) and of CUDA device memory, for CPU tests.
+
+``make_api(major, version)`` returns the names of one flavour's ``tensorrt`` module; ``v10/tensorrt`` and
+``v11/tensorrt`` are thin packages that publish them. Strict where our code could go wrong:
+
+* the 11.x flavour has none of the names 11.x removed (precision builder flags, ``int8_calibrator``, calibration
+  profiles, quantization flags, ``IInt8*Calibrator``, ``EXPLICIT_BATCH``, ``platform_has_fast_*``,
+  ``device_memory_size``); objects refuse attributes their documented API does not have, so setting a removed
+  property fails too;
+* a 10.x network is strongly typed only with ``1 << STRONGLY_TYPED``; the plan records it;
+* dynamic inputs need an optimization profile; ``set_input_shape`` outside it returns False (and logs an error);
+* the plan is ``MAGIC | header json | onnx bytes | length``: another TensorRT version, another compute capability
+  or a truncated file make ``deserialize_cuda_engine`` log an error and return None, as TensorRT does;
+* execution reads the input from, and writes outputs to, the fake device memory behind the bound addresses, and
+  runs the plan's ONNX with ONNX Runtime - so results are real numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"FAKE-TRT-PLAN\0"
+TC_MAGIC = b"FAKE-TRT-TIMING\0"
+
+#: fake CUDA world shared by every flavour: devices, allocations, streams; counters the tests read
+STATE: dict[str, Any] = {}
+
+
+def reset_state(devices: list[tuple[str, tuple[int, int]]] | None = None) -> None:
+    """Fresh fake CUDA: ``devices`` is a list of (name, compute capability); default one "Fake L4" 8.9."""
+    STATE.clear()
+    STATE.update(devices=list(devices if devices is not None else [("Fake L4", (8, 9))]), current=0, memory={},
+                 next_ptr=1 << 20, streams=set(), stats=Counter())
+
+
+reset_state()
+
+
+class FakeDeviceMemory:
+    """``gtpt_deploy.runners.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
+
+    def device_count(self) -> int:
+        return len(STATE["devices"])
+
+    def device_info(self, index: int) -> Any:
+        from gtpt_deploy.runners.cuda_mem import GpuInfo
+
+        name, cc = STATE["devices"][index]
+        return GpuInfo(index, name, cc)
+
+    def set_device(self, index: int) -> None:
+        assert 0 <= index < len(STATE["devices"]), "cudaErrorInvalidDevice"
+        STATE["current"] = index
+
+    def alloc(self, nbytes: int) -> int:
+        ptr = STATE["next_ptr"]
+        STATE["next_ptr"] += (int(nbytes) + 255) // 256 * 256 + 256
+        STATE["memory"][ptr] = np.zeros(int(nbytes), np.uint8)
+        STATE["stats"]["alloc"] += 1
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        del STATE["memory"][ptr]  # KeyError = double free / wild pointer
+        STATE["stats"]["free"] += 1
+
+    def create_stream(self) -> int:
+        handle = 0x5000 + len(STATE["streams"]) + STATE["stats"]["streams"]
+        STATE["streams"].add(handle)
+        STATE["stats"]["streams"] += 1
+        return handle
+
+    def destroy_stream(self, stream: int) -> None:
+        STATE["streams"].remove(stream)
+
+    def h2d(self, ptr: int, host: np.ndarray, stream: int) -> None:
+        assert stream in STATE["streams"], "copy on an unknown stream"
+        block = STATE["memory"][ptr]
+        raw = np.ascontiguousarray(host).view(np.uint8).reshape(-1)
+        assert raw.size <= block.size, f"h2d of {raw.size} bytes into a {block.size}-byte buffer"
+        block[:raw.size] = raw
+
+    def d2h(self, host: np.ndarray, ptr: int, stream: int) -> None:
+        assert stream in STATE["streams"], "copy on an unknown stream"
+        assert host.flags.c_contiguous
+        block = STATE["memory"][ptr]
+        assert host.nbytes <= block.size, f"d2h of {host.nbytes} bytes from a {block.size}-byte buffer"
+        host.view(np.uint8).reshape(-1)[:] = block[:host.nbytes]
+
+    def sync(self, stream: int) -> None:
+        assert stream in STATE["streams"]
+
+
+class _Strict:
+    """Objects with a fixed attribute set: assigning an undocumented (or removed) property raises."""
+
+    _attrs: frozenset[str] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in self._attrs:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        object.__setattr__(self, name, value)
+
+
+def _onnx_types() -> dict[int, str]:
+    from onnx import TensorProto as T
+
+    return {T.FLOAT: "FLOAT", T.FLOAT16: "HALF", T.INT8: "INT8", T.INT32: "INT32", T.INT64: "INT64",
+            T.BOOL: "BOOL", T.UINT8: "UINT8", T.BFLOAT16: "BF16"}
+
+
+def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one namespace per flavour
+    """The public names of a fake ``tensorrt`` module of ``version`` (major 10 or 11)."""
+    import onnx
+
+    v10 = major < 11
+
+    class Severity(enum.IntEnum):
+        INTERNAL_ERROR = 0
+        ERROR = 1
+        WARNING = 2
+        INFO = 3
+        VERBOSE = 4
+
+    class ILogger:
+        pass
+
+    ILogger.Severity = Severity  # type: ignore[attr-defined]
+
+    class Logger(ILogger):
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = list(Severity)
+
+        def __init__(self, min_severity: Severity = Severity.WARNING) -> None:
+            self.min_severity = min_severity
+
+        def log(self, severity: Severity, msg: str) -> None:
+            pass
+
+    flags = {"STRONGLY_TYPED": 1, "PREFER_AOT_PYTHON_PLUGINS": 2, "PREFER_JIT_PYTHON_PLUGINS": 3}
+    NetworkDefinitionCreationFlag = enum.IntEnum(
+        "NetworkDefinitionCreationFlag",
+        {"EXPLICIT_BATCH": 0, **flags} if v10 else {k: v - 1 for k, v in flags.items()})
+    common_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS", "SAFETY_SCOPE",
+                    "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "STRIP_PLAN", "REFIT_IDENTICAL"]
+    precision_flags = ["FP16", "BF16", "INT8", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
+                       "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"]
+    BuilderFlag = enum.IntEnum("BuilderFlag", common_flags + (precision_flags if v10 else []), start=0)
+    MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM",
+                                                     "DLA_GLOBAL_DRAM", "TACTIC_DRAM", "TACTIC_SHARED_MEMORY"], start=0)
+    ProfilingVerbosity = enum.IntEnum("ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0)
+    LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"], start=0)
+    TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
+    DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "FP8", "BF16", "INT64",
+                                         "INT4"], start=0)
+    ErrorCode = enum.IntEnum("ErrorCode", ["SUCCESS", "INTERNAL_ERROR", "MEM_ALLOC_FAILED", "MODEL_DESERIALIZE_FAILED",
+                                           "INVALID_VALUE", "INVALID_GRAPH", "INVALID_NODE", "UNSUPPORTED_GRAPH",
+                                           "UNSUPPORTED_NODE"], start=0)
+    np_of = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
+             DataType.INT32: np.int32, DataType.INT64: np.int64, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+
+    def nptype(dtype: Any) -> Any:
+        return np_of[dtype]
+
+    def volume(shape: Any) -> int:
+        return int(np.prod(list(shape)))
+
+    class IHostMemory(bytes):
+        @property
+        def nbytes(self) -> int:
+            return len(self)
+
+    class ITensor(_Strict):
+        _attrs = frozenset({"name", "shape", "dtype"})
+
+        def __init__(self, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+            self.name, self.shape, self.dtype = name, shape, dtype
+
+    class INetworkDefinition(_Strict):
+        def __init__(self, strongly_typed: bool) -> None:
+            self._strongly_typed, self._inputs, self._outputs, self._model = strongly_typed, [], [], None
+
+        @property
+        def num_inputs(self) -> int:
+            return len(self._inputs)
+
+        @property
+        def num_outputs(self) -> int:
+            return len(self._outputs)
+
+        @property
+        def num_layers(self) -> int:
+            return len(self._model.graph.node) if self._model is not None else 0
+
+        def get_input(self, i: int) -> ITensor:
+            return self._inputs[i]
+
+        def get_output(self, i: int) -> ITensor:
+            return self._outputs[i]
+
+    class ParserError:
+        def __init__(self, code: Any, desc: str, node: int) -> None:
+            self._code, self._desc, self._node = code, desc, node
+
+        def code(self) -> Any:
+            return self._code
+
+        def desc(self) -> str:
+            return self._desc
+
+        def node(self) -> int:
+            return self._node
+
+    types = _onnx_types()
+
+    def _dims(vi: Any) -> tuple[int, ...]:
+        return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim)
+
+    class OnnxParser(_Strict):
+        def __init__(self, network: INetworkDefinition, logger: ILogger) -> None:
+            self._network, self._logger, self._errors = network, logger, []
+
+        @property
+        def num_errors(self) -> int:
+            return len(self._errors)
+
+        def get_error(self, index: int) -> ParserError:
+            return self._errors[index]
+
+        def clear_errors(self) -> None:
+            self._errors = []
+
+        def parse(self, model: bytes, path: str | None = None) -> bool:
+            try:
+                m = onnx.load_from_string(bytes(model))
+            except Exception as e:
+                self._errors.append(ParserError(ErrorCode.MODEL_DESERIALIZE_FAILED, f"Failed to parse ONNX: {e}", -1))
+                return False
+            for i, node in enumerate(m.graph.node):
+                if node.domain not in ("", "ai.onnx"):
+                    self._errors.append(ParserError(ErrorCode.UNSUPPORTED_NODE,
+                                                    f"No importer registered for op: {node.op_type}", i))
+            if self._errors:
+                return False
+            inits = {t.name for t in m.graph.initializer}
+            net = self._network
+            net._inputs = [ITensor(v.name, _dims(v), DataType[types[v.type.tensor_type.elem_type]])
+                           for v in m.graph.input if v.name not in inits]
+            net._outputs = [ITensor(v.name, _dims(v), DataType[types[v.type.tensor_type.elem_type]])
+                            for v in m.graph.output]
+            net._model = m
+            return True
+
+    class IOptimizationProfile(_Strict):
+        def __init__(self) -> None:
+            self._shapes: dict[str, list[tuple[int, ...]]] = {}
+
+        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002 - TensorRT's names
+            self._shapes[input] = [tuple(int(d) for d in s) for s in (min, opt, max)]
+
+        def get_shape(self, input: str) -> list[tuple[int, ...]]:  # noqa: A002
+            return self._shapes[input]
+
+    class ITimingCache(_Strict):
+        def __init__(self, entries: dict[str, float]) -> None:
+            self._entries = dict(entries)
+
+        def serialize(self) -> IHostMemory:
+            body = json.dumps({"version": version, "entries": self._entries}, sort_keys=True).encode()
+            return IHostMemory(TC_MAGIC + body)
+
+        def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
+            self._entries.update(input_cache._entries)
+            return True
+
+        def reset(self) -> bool:
+            self._entries.clear()
+            return True
+
+    config_attrs = {"avg_timing_iterations", "flags", "profile_stream", "default_device_type", "DLA_core",
+                    "profiling_verbosity", "engine_capability", "builder_optimization_level", "max_aux_streams",
+                    "hardware_compatibility_level", "progress_monitor", "max_num_tactics", "runtime_platform",
+                    "tiling_optimization_level", "l2_limit_for_tiling"}
+
+    class IBuilderConfig(_Strict):
+        _attrs = frozenset(config_attrs | ({"int8_calibrator"} if v10 else set()))
+
+        def __init__(self) -> None:
+            self._pools: dict[Any, int] = {}
+            self._profiles: list[IOptimizationProfile] = []
+            self._cache: ITimingCache | None = None
+            self.flags = 0
+            self.builder_optimization_level = 3
+            self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
+            self.progress_monitor = None
+
+        @property
+        def num_optimization_profiles(self) -> int:
+            return len(self._profiles)
+
+        def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
+            assert isinstance(pool, MemoryPoolType) and int(pool_size) > 0
+            self._pools[pool] = int(pool_size)
+
+        def get_memory_pool_limit(self, pool: Any) -> int:
+            return self._pools.get(pool, 1 << 40)
+
+        def set_flag(self, flag: Any) -> None:
+            self.flags |= 1 << int(BuilderFlag(flag))
+
+        def get_flag(self, flag: Any) -> bool:
+            return bool(self.flags & (1 << int(flag)))
+
+        def clear_flag(self, flag: Any) -> None:
+            self.flags &= ~(1 << int(flag))
+
+        def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
+            for lo, opt, hi in profile._shapes.values():
+                if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+                    return -1
+            self._profiles.append(profile)
+            return len(self._profiles) - 1
+
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+            blob = bytes(serialized_timing_cache)
+            if not blob:
+                return ITimingCache({})
+            assert blob.startswith(TC_MAGIC), "not a timing cache"
+            data = json.loads(blob[len(TC_MAGIC):])
+            return ITimingCache(data["entries"] if data["version"] == version else {})
+
+        def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+            assert isinstance(ignore_mismatch, bool)
+            self._cache = cache
+            return True
+
+        def get_timing_cache(self) -> ITimingCache | None:
+            return self._cache
+
+    if v10:
+        class IBuilderConfig10(IBuilderConfig):
+            int8_calibrator = None
+
+            def set_calibration_profile(self, profile: Any) -> bool:
+                return True
+
+            def get_calibration_profile(self) -> Any:
+                return None
+
+            def set_quantization_flag(self, flag: Any) -> None:
+                pass
+
+        config_cls: type = IBuilderConfig10
+    else:
+        config_cls = IBuilderConfig
+
+    from .impl_engine import make_engine_api
+
+    api = dict(
+        __version__=version, ILogger=ILogger, Logger=Logger,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+        BuilderFlag=BuilderFlag, MemoryPoolType=MemoryPoolType, ProfilingVerbosity=ProfilingVerbosity,
+        LayerInformationFormat=LayerInformationFormat, TensorIOMode=TensorIOMode, DataType=DataType,
+        ErrorCode=ErrorCode, nptype=nptype, volume=volume, IHostMemory=IHostMemory, ITensor=ITensor,
+        INetworkDefinition=INetworkDefinition, ParserError=ParserError, OnnxParser=OnnxParser,
+        IOptimizationProfile=IOptimizationProfile, ITimingCache=ITimingCache, IBuilderConfig=config_cls,
+        float32=DataType.FLOAT, float16=DataType.HALF, int8=DataType.INT8, int32=DataType.INT32)
+    api.update(make_engine_api(v10, version, api))
+    return api

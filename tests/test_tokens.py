@@ -1,0 +1,41 @@
+"""Pruning-aware parity (kept tokens per stage) and validate's refusal of a broken baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gtpt_deploy.errors import GtptError
+from gtpt_deploy.eval.tokens import kept_token_agreement, topk_index_outputs
+from gtpt_deploy.eval.validate import ValidationRow, _check_baseline
+
+
+def test_kept_token_agreement_ignores_order_and_counts_overlap():
+    base = [np.array([[0, 1, 2, 3], [4, 5, 6, 7]]), np.array([[[1, 2], [3, 4]]] * 2)]
+    cand = [np.array([[3, 2, 1, 0], [4, 5, 8, 9]]), np.array([[[2, 1], [3, 9]]] * 2)]
+    assert kept_token_agreement(base, cand) == pytest.approx((0.75, 0.75))
+    with pytest.raises(ValueError):
+        kept_token_agreement(base, cand[:1])
+
+
+def test_topk_outputs_added_to_a_copy_only(fake_dyn):
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(str(fake_dyn))
+    m.graph.node.append(helper.make_node("TopK", ["fx", "k"], ["v", "i"], axis=-1))
+    copy, names = topk_index_outputs(m)
+    assert names == ["i"] and "i" in {o.name for o in copy.graph.output}
+    assert "i" not in {o.name for o in m.graph.output}
+
+
+def _row(ap, agree):
+    return ValidationRow("a.onnx", "ort", {}, ap, 0.0, agree, 0.0, 0.0, True, 1.0)
+
+
+def test_broken_baseline_is_an_error_not_within_budget():
+    _check_baseline([_row(0.8, 1.0), _row(0.8, 0.9)])
+    with pytest.raises(GtptError, match="AP NaN"):
+        _check_baseline([_row(float("nan"), 1.0), _row(0.8, 0.9)])
+    with pytest.raises(GtptError, match="agrees with no candidate"):
+        _check_baseline([_row(0.8, 1.0), _row(0.1, 0.0), _row(0.1, 0.0)])
