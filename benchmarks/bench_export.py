@@ -1,19 +1,16 @@
-"""Export benchmark: per-variant export facts and timings, and CPU latency of our ONNX vs PyTorch.
+"""Export benchmark: per-variant export facts and timings, and the ONNX Runtime profile of GTPT-T b1.
 
 For every variant (random weights, seed 0): static b1 and dynamic-batch exports through ``export_onnx`` -> node
-counts before/after simplification, TopK k values, parity, export / simplify / check / parity seconds.
-For the latency variants (default T/S/B COCO) at batch 1 and 8: ONNX Runtime (CPU EP, our static-batch ONNX),
-PyTorch eager and PyTorch ``torch.compile`` with inductor freezing, interleaved in rounds (each backend runs
-``--per-round`` calls per round, so slow drifts of a shared machine hit all of them), medians over
-``rounds * per_round`` (>= 30) calls after warm-up, ``--threads`` threads each. Then an ONNX Runtime profile of
-GTPT-T b1 (time per op type).
+counts before/after simplification, TopK k values, parity, export / simplify / check / parity seconds. Then an ONNX
+Runtime profile of GTPT-T b1 (time per op type). Latency side by side is ``gtpt-deploy bench`` (the users' table:
+``benchmarks/bench_table.py``).
 
 Thread waiting: by default neither backend spins (``OMP_WAIT_POLICY=PASSIVE`` for torch, ORT
 ``session.intra_op.allow_spinning=0``): on a 2-core machine shared with other jobs, spinning threads made torch up
 to 40x and ORT ~2x slower in our runs. ``--spin`` keeps both libraries' defaults (fine on an idle machine).
 
-    python benchmarks/bench_export.py                        # everything (~15-25 min on 2 busy cores)
-    python benchmarks/bench_export.py --variants gtpt_t_coco --latency-variants gtpt_t_coco --no-compile
+    python benchmarks/bench_export.py                        # all six variants (~5-10 min on 2 busy cores)
+    python benchmarks/bench_export.py --variants gtpt_t_coco --no-dynamic
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ALL = ["gtpt_t_coco", "gtpt_s_coco", "gtpt_b_coco", "gtpt_t_wholebody", "gtpt_s_wholebody", "gtpt_b_wholebody"]
@@ -33,13 +29,8 @@ ALL = ["gtpt_t_coco", "gtpt_s_coco", "gtpt_b_coco", "gtpt_t_wholebody", "gtpt_s_
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", nargs="*", default=ALL, help="variants to export (facts, parity, export time)")
-    p.add_argument("--latency-variants", nargs="*", default=ALL[:3], help="variants to time")
-    p.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--per-round", type=int, default=4)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (saves minutes of compiling)")
     p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic-batch exports")
     p.add_argument("--spin", action="store_true", help="let torch / ORT threads spin (library defaults)")
     p.add_argument("--profile-runs", type=int, default=30)
@@ -91,67 +82,6 @@ def export_all(work: Path) -> tuple[dict, dict]:
     return facts, ckpts
 
 
-def time_calls(fns: dict, rounds: int, per_round: int, warmup: int) -> dict[str, list[float]]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            for _ in range(per_round):
-                t = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t)
-    return times
-
-
-def latency(work: Path, ckpts: dict, facts: dict) -> list[dict]:
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    torch.set_num_threads(ARGS.threads)
-    rows = []
-    for name in ARGS.latency_variants:
-        if name not in ckpts:
-            torch.manual_seed(0)
-            ckpts[name] = work / f"{name}.pth"
-            save_checkpoint(create_model(name), ckpts[name])
-        net = create_model(checkpoint=ckpts[name])
-        for b in ARGS.batches:
-            path = Path(facts.get(name, {}).get("static_b1", {}).get("path", "")) if b == 1 else None
-            if path is None or not path.is_file():
-                path = export_onnx(ckpts[name], output=work / f"{name}_b{b}.onnx", batch=b).onnx_path
-            sess = ort_session(path, ARGS.threads)
-            x = torch.from_numpy(np.random.default_rng(0).standard_normal((b, 3, 256, 192)).astype(np.float32))
-            xn = x.numpy()
-            fns = {"ort": lambda: sess.run(None, {"images": xn})}
-            with torch.no_grad():
-                fns["eager"] = lambda: net(x)
-                compile_s = None
-                if not ARGS.no_compile:
-                    t = time.perf_counter()
-                    compiled = torch.compile(net)
-                    ref, got = net(x), compiled(x)
-                    compile_s = time.perf_counter() - t
-                    diff = max(float((a - c).abs().max()) for a, c in zip(ref, got))
-                    fns["compile"] = lambda: compiled(x)
-                times = time_calls(fns, ARGS.rounds, ARGS.per_round, ARGS.warmup)
-            med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-            row = {"variant": name, "batch": b, "runs": len(times["ort"]), "median_ms": med,
-                   "p10_ms": {k: float(np.percentile(v, 10)) * 1e3 for k, v in times.items()},
-                   "eager_over_ort": med["eager"] / med["ort"]}
-            if "compile" in med:
-                row.update(compile_over_ort=med["compile"] / med["ort"], compile_seconds=compile_s,
-                           compile_max_abs_diff=diff)
-            rows.append(row)
-            print(f"  {name:<12} b{b}: ORT {med['ort']:7.2f} ms | eager {med['eager']:7.2f} ms "
-                  f"({row['eager_over_ort']:.2f}x)" + (f" | compile+freeze {med['compile']:7.2f} ms "
-                                                     f"({row['compile_over_ort']:.2f}x, compiled in {compile_s:.0f} s)"
-                                                     if "compile" in med else ""), flush=True)
-            torch._dynamo.reset()
-    return rows
-
-
 def profile(path: Path, work: Path) -> list[dict]:
     sess = ort_session(path, ARGS.threads, profile=str(work / "ort_profile"))
     x = np.random.default_rng(0).standard_normal((1, 3, 256, 192)).astype(np.float32)
@@ -180,8 +110,6 @@ def main() -> None:
         work = Path(tmp)
         print("exports (export + simplify + checks + parity):")
         out["exports"], ckpts = export_all(work)
-        print("latency (medians; ratio = backend time / ORT time):")
-        out["latency"] = latency(work, ckpts, out["exports"])
         t_path = Path(out["exports"].get("gtpt_t_coco", {}).get("static_b1", {}).get("path", ""))
         if t_path.is_file():
             out["ort_profile_gtpt_t_b1"] = profile(t_path, work)

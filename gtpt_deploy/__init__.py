@@ -24,6 +24,8 @@ _API = {
     "calibrate_int8": ".calib",
     "build_engine": ".engines",            # TensorRT (the engines stage)
     "create_runner": ".runners",
+    "bench": ".eval.bench",
+    "bench_pipeline": ".eval.pipeline_bench",
     "predict": ".runtime.predict",
     "Pose": ".runtime.predict",
     "ImagePrediction": ".runtime.predict",

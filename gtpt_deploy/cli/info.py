@@ -15,14 +15,14 @@ def models_cmd(as_json: bool) -> None:
 
     \b
     Parameters count the inference (EMA) branch; MACs are counted by torch's FLOP counter on one 256x192 crop,
-    attention matmuls included.
+    attention matmuls included (counted once and stored: the table needs no torch).
     Examples:
       gtpt-deploy models
       gtpt-deploy models --json | jq '.[0]'
     """
-    from ..models.summary import model_table
+    from ..variant_table import variant_rows
 
-    rows = model_table()
+    rows = variant_rows()
     if as_json:
         echo_json(rows)
         return

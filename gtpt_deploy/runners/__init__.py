@@ -17,7 +17,7 @@ from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
 __all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "artifact_meta", "BACKENDS",
-           "Artifact"]
+           "NAMED_BACKENDS", "backends_for", "Artifact"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -27,6 +27,24 @@ BACKENDS = {
     ".engine": (".trt", "TrtRunner"),
     ".plan": (".trt", "TrtRunner"),
 }
+
+# backend name -> (module, class, suffixes it opens). The default for a suffix is BACKENDS; a named backend is an
+# alternative way to run the same file (torch.compile of a checkpoint), chosen with create_runner(backend=...).
+NAMED_BACKENDS = {
+    "torch": (".torch", "TorchRunner", (".pth", ".pt")),
+    "torch.compile": (".torch", "CompiledTorchRunner", (".pth", ".pt")),
+    "onnxruntime": (".ort", "OrtRunner", (".onnx",)),
+    "tensorrt": (".trt", "TrtRunner", (".engine", ".plan")),
+}
+
+
+def backends_for(path: str | Path) -> list[str]:
+    """Names of the backends that can run the file ``path`` (by its suffix), the default one first."""
+    suffix = Path(path).suffix.lower()
+    names = [n for n, (_, _, suffixes) in NAMED_BACKENDS.items() if suffix in suffixes]
+    default = BACKENDS.get(suffix, (None, None))[1]
+    return sorted(names, key=lambda n: NAMED_BACKENDS[n][1] != default)
+
 
 #: what create_runner accepts: a path, an onnx.ModelProto, serialized ONNX bytes, or a torch.nn.Module
 Artifact = Any
@@ -56,7 +74,8 @@ def _backend(module_name: str, cls_name: str) -> type[Runner]:
 
 
 def create_runner(artifact: Artifact, device: str | None = None, *, provider: str | None = None,
-                  threads: int | None = None, meta: ModelMeta | None = None, **options: Any) -> Runner:
+                  threads: int | None = None, meta: ModelMeta | None = None, backend: str | None = None,
+                  **options: Any) -> Runner:
     """The runner for an artifact; use it as a context manager.
 
     Args:
@@ -68,7 +87,9 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
         provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
             ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
         threads: CPU threads of the backend (None: its default).
-        options: further backend options.
+        backend: another backend for the same file (``backends_for(path)``, e.g. ``"torch.compile"`` for a
+            checkpoint); None: the suffix's default.
+        options: further backend options (``spinning`` for ONNX Runtime).
 
     Example::
 
@@ -100,6 +121,11 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
     cls = _backend(*BACKENDS[suffix])
+    if backend is not None:
+        if backend not in backends_for(path):
+            raise ArtifactError(f"backend '{backend}' cannot run {path.name}; for '{suffix}' files use one of "
+                                f"{', '.join(backends_for(path))}")
+        cls = _backend(*NAMED_BACKENDS[backend][:2])
     if suffix == ".onnx":
         kwargs["provider"] = provider
     elif provider is not None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ArtifactError, GtptError, MissingDependencyError
 from ..metadata import ModelMeta
+from ..threads import ort_allows_spinning
 from .base import Runner, parse_device
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,12 @@ def resolve_provider(provider: str | None, device: str = "cpu") -> tuple[str, in
 
 
 def make_session(model: str | Path | bytes, provider: str = "cpu", device_id: int = 0,
-                 threads: int | None = None, name: str | None = None) -> Any:
+                 threads: int | None = None, name: str | None = None, spinning: bool | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` with ``provider`` (cpu / cuda / tensorrt), refusing silent CPU fallbacks.
 
-    ``model``: an ONNX file or serialized ONNX bytes (``name`` labels it in messages).
+    ``model``: an ONNX file or serialized ONNX bytes (``name`` labels it in messages). ``spinning``: whether idle
+    intra-op threads may spin-wait (``session.intra_op.allow_spinning``); None follows the process's idle-thread
+    policy (:func:`~gtpt_deploy.threads.ort_allows_spinning`, passive unless ``OMP_WAIT_POLICY=ACTIVE``).
 
     Raises:
         GtptError: unknown provider, provider not installed, or provider installed but not usable here.
@@ -96,6 +99,9 @@ def make_session(model: str | Path | bytes, provider: str = "cpu", device_id: in
     opts.log_severity_level = 3  # keep ORT's own warnings (e.g. unused initializers) out of the CLI output
     if threads:
         opts.intra_op_num_threads = int(threads)
+    # Spinning idle threads win a little on an idle machine and lose ~2x on shared cores (benchmarks/README.md).
+    allow = ort_allows_spinning() if spinning is None else spinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow else "0")
     providers: list[Any] = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
     try:
         session = ort.InferenceSession(bytes(model) if in_memory else str(model), sess_options=opts,
@@ -121,17 +127,19 @@ class OrtRunner(Runner):
         device: ``cpu``, ``cuda`` or ``cuda:N`` (the GPU for a GPU provider).
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (ONNX Runtime execution providers); default from ``device``.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        spinning: let idle intra-op threads spin (None: the process's policy, see ``gtpt_deploy.threads``).
     """
 
     backend = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes | Any, device: str = "cpu", provider: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, spinning: bool | None = None) -> None:
         in_memory = not isinstance(model, (str, Path))
         super().__init__("in-memory ONNX model" if in_memory else str(model))
         self.provider, self.device_id = resolve_provider(provider, device)
         self.device = device
         self.threads = threads
+        self.spinning = spinning
         self._model = (model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()) \
             if in_memory else Path(model)
         self._session: Any = None
@@ -149,7 +157,8 @@ class OrtRunner(Runner):
             raise ArtifactError(f"{source} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
-        session = make_session(self._model, self.provider, self.device_id, self.threads, name=self.source)
+        session = make_session(self._model, self.provider, self.device_id, self.threads, name=self.source,
+                               spinning=self.spinning)
         props = session.get_modelmeta().custom_metadata_map
         meta = ModelMeta.from_props(props, source=self.source)
         inputs = session.get_inputs()

@@ -11,6 +11,7 @@ from ..metadata import ModelMeta
 from ..threads import apply_thread_policy
 from .base import Runner, parse_device
 
+
 class TorchRunner(Runner):
     """Eager PyTorch inference of the EMA branch; any batch size (dynamic).
 
@@ -68,10 +69,13 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        with torch.inference_mode():
+        with self._grad_off():
             x = torch.from_numpy(batch).to(self.device)
             sx, sy = self._model(x)  # type: ignore[misc]
         return sx.float().cpu().numpy(), sy.float().cpu().numpy()
+
+    def _grad_off(self) -> Any:
+        return self._torch.inference_mode()
 
     def _deactivate(self) -> None:
         self._model = None
@@ -81,3 +85,36 @@ class TorchRunner(Runner):
     @property
     def description(self) -> str:
         return f"torch {self._torch.__version__} [{self.device}]" if self._model is not None else self.backend
+
+
+class CompiledTorchRunner(TorchRunner):
+    """``torch.compile`` (inductor, weights frozen into the graph) of the same model; any batch size.
+
+    Compilation happens on the first call at each new batch size, so that call takes seconds to minutes (bench
+    reports it separately as the first-call time). Outputs match eager to float rounding, not bit for bit.
+    """
+
+    backend = "torch.compile"
+
+    def _grad_off(self) -> Any:
+        return self._torch.no_grad()  # inductor's freezing applies to graphs traced under no_grad
+
+    def _activate(self) -> tuple[ModelMeta, int | None]:
+        meta, static = super()._activate()
+        import torch._inductor.config as inductor_config
+
+        # Freezing folds the weights into the compiled graph as constants (faster CPU kernels, no parameter
+        # reads); it is a process-wide inductor switch and only affects graphs compiled under no_grad.
+        inductor_config.freezing = True
+        # One eager call first: the model fills small constant caches (attention key indices) on its first
+        # forward; mutating them inside the traced call would fail dynamo's guards and compile everything twice.
+        h, w = meta.input_size
+        with self._torch.no_grad():
+            self._model(self._torch.zeros(1, 3, int(h), int(w), device=self.device))  # type: ignore[misc]
+        self._model = self._torch.compile(self._model)
+        return meta, static
+
+    @property
+    def description(self) -> str:
+        return f"torch.compile {self._torch.__version__} [{self.device}, inductor, freezing]" \
+            if self._model is not None else self.backend

@@ -23,11 +23,14 @@ from ..errors import GtptError, InputImageError
 from ..keypoints import DatasetInfo, dataset_for, flip_permutation
 from ..runners.base import Runner
 from .images import load_image
+from .prefetch import prefetched
 from .transforms import box_to_center_scale, crop_and_normalize
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 8
+# Frames prepared ahead: enough to cover one pose call of a crowded image, small enough to bound memory.
+DEFAULT_PREFETCH = 4
 
 
 @dataclass
@@ -110,10 +113,13 @@ class Predictor:
         batch: crops per runner call. Must equal the artifact's static batch if it has one (None: use it);
             default 8 for dynamic-batch artifacts.
         keep_images: attach the decoded image to each result (for drawing).
+        prefetch: frames read and prepared ahead in a background thread (decode, person boxes, crops) while the
+            pose model runs; 0 does everything in the calling thread. The reading thread pulls the input
+            iterable (and so calls the box source) one item at a time, in order.
     """
 
     def __init__(self, runner: Runner, flip: bool = True, batch: int | None = None,
-                 keep_images: bool = False) -> None:
+                 keep_images: bool = False, prefetch: int = DEFAULT_PREFETCH) -> None:
         static = runner.static_batch
         if batch is not None and batch < 1:
             raise GtptError(f"--batch must be at least 1, got {batch}")
@@ -122,36 +128,57 @@ class Predictor:
                             f"leave out --batch or export the model with --batch {batch}")
         self.runner = runner
         self.batch = static or batch or DEFAULT_BATCH
-        self.pad = static is not None
+        self.static = static
         self.flip = flip
         self.keep_images = keep_images
+        if prefetch < 0:
+            raise GtptError(f"prefetch must be 0 (off) or more frames, got {prefetch}")
+        self.prefetch = int(prefetch)
         meta = runner.meta
         self.input_size = (int(meta.input_size[0]), int(meta.input_size[1]))
         self.split_ratio = float(meta.split_ratio)
         self.dataset: DatasetInfo = dataset_for(meta.num_keypoints)
         # The artifact's own pairs, not the dataset default.
         self.flip_index = flip_permutation(meta.flip_pairs, meta.num_keypoints)
-        self.padded_crops = 0
+        self.padded_crops = 0  # zero rows added to fill static batches (flipped copies are rows too)
 
     # ------------------------------------------------------------------ crops -> logits
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """float32 (N, 3, H, W) -> raw (x, y) logits and, with flip, those of the flipped crops; chunked + padded."""
-        xs, ys, fxs, fys = [], [], [], []
-        for start in range(0, len(crops), self.batch):
+        """float32 (N, 3, H, W) -> raw (x, y) logits and, with flip, those of the flipped crops.
+
+        Rows go to the runner in chunks of ``batch`` crops, each followed by its flipped copies: one call of
+        2 x chunk rows for a dynamic-batch artifact; for a static batch B the row stream is cut into calls of B
+        and only the last call is padded. Every backend we ship computes each row independently of its batch
+        neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not results.
+        """
+        n = len(crops)
+        parts = []
+        for start in range(0, n, self.batch):
             chunk = crops[start:start + self.batch]
-            n = len(chunk)
-            if self.pad and n < self.batch:
-                chunk = np.concatenate((chunk, np.zeros((self.batch - n, *chunk.shape[1:]), np.float32)))
-                self.padded_crops += self.batch - n
-            x, y = self.runner.infer(chunk)
-            xs.append(x[:n])
-            ys.append(y[:n])
+            parts.append(chunk)
             if self.flip:
-                fx, fy = self.runner.infer(np.ascontiguousarray(chunk[..., ::-1]))  # width flip, as input.flip(3)
-                fxs.append(fx[:n])
-                fys.append(fy[:n])
-        cat = np.concatenate
-        return cat(xs), cat(ys), (cat(fxs) if self.flip else None), (cat(fys) if self.flip else None)
+                parts.append(chunk[..., ::-1])  # width flip, as the official input.flip(3)
+        rows = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+        call = self.static or self.batch * (2 if self.flip else 1)  # dynamic: a chunk and its flipped copies
+        xs, ys = [], []
+        for start in range(0, len(rows), call):
+            piece = rows[start:start + call]
+            m = len(piece)
+            if self.static and m < call:
+                piece = np.concatenate((piece, np.zeros((call - m, *piece.shape[1:]), np.float32)))
+                self.padded_crops += call - m
+            x, y = self.runner.infer(piece)
+            xs.append(x[:m])
+            ys.append(y[:m])
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        if not self.flip:
+            return x, y, None, None
+        # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
+        orig = np.zeros(len(rows), bool)
+        for start in range(0, n, self.batch):
+            m = min(self.batch, n - start)
+            orig[2 * start:2 * start + m] = True
+        return x[orig], y[orig], x[~orig], y[~orig]
 
     def decode(self, x: np.ndarray, y: np.ndarray, fx: np.ndarray | None, fy: np.ndarray | None,
                centers: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,18 +196,17 @@ class Predictor:
         Works on decoded images, so video frames, benchmarks and library callers need no files. Crops of
         consecutive images share batches; an image is yielded once all its crops have run.
         """
+        return self._predict(frames, self.prefetch)
+
+    def _predict(self, frames: Iterable[Frame | ImageFailure], prefetch: int) -> Iterator[Prediction]:
         pending: deque[_Pending] = deque()
         crops: list[np.ndarray] = []
         n_crops = 0
-        for frame in frames:
-            if isinstance(frame, ImageFailure):
-                pending.append(_Pending(frame, 0))
-            else:
-                poses, image_crops = self._prepare(frame)
-                pending.append(_Pending(poses, len(image_crops)))
-                if len(image_crops):
-                    crops.append(image_crops)
-                    n_crops += len(image_crops)
+        for poses, image_crops in self._prepared(frames, prefetch):
+            pending.append(_Pending(poses, len(image_crops)))
+            if len(image_crops):
+                crops.append(image_crops)
+                n_crops += len(image_crops)
             if n_crops >= self.batch:  # run whole batches now, keep the remainder for the next images
                 full = n_crops // self.batch * self.batch
                 allc = np.concatenate(crops)
@@ -194,7 +220,7 @@ class Predictor:
     def pose_image(self, image_bgr: np.ndarray, boxes: Boxes, image_id: int = 0,
                    name: str | Path = "image") -> ImagePoses:
         """Poses of the persons in ``boxes`` of one decoded uint8 (H, W, 3) BGR image."""
-        result = next(self.predict_frames([Frame(Path(name), image_bgr, boxes, int(image_id))]))
+        result = next(self._predict([Frame(Path(name), image_bgr, boxes, int(image_id))], 0))  # no thread for one
         assert isinstance(result, ImagePoses)
         return result
 
@@ -207,7 +233,15 @@ class Predictor:
         """
         return self.predict_frames(read_frames(paths, boxes or WholeImageBoxes(), image_ids))
 
-    def _prepare(self, frame: Frame) -> tuple[ImagePoses, np.ndarray]:
+    def _prepared(self, frames: Iterable[Frame | ImageFailure],
+                  prefetch: int) -> Iterator[tuple[Prediction, np.ndarray]]:
+        """Frames -> (result shell, its crops float32 (N, 3, H, W)), in order; read ahead when ``prefetch``."""
+        items = (self._prepare(f) for f in frames)
+        return prefetched(items, prefetch) if prefetch else items
+
+    def _prepare(self, frame: Frame | ImageFailure) -> tuple[Prediction, np.ndarray]:
+        if isinstance(frame, ImageFailure):
+            return frame, np.zeros((0, 3, *self.input_size), np.float32)
         image, b = frame.image, frame.boxes
         centers, scales = box_to_center_scale(b.xywh, self.input_size)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -256,7 +256,9 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                 # A camera is shown live: batching crops across frames would hold each frame back until a batch
                 # fills, so a dynamic-batch model runs one crop per call there (unless --batch says otherwise).
                 live = isinstance(src, CameraSource) and runner.static_batch is None and batch is None
-                stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True) if live else predictor
+                # Read ahead by one frame only: the next frame decodes while this one is posed, no extra delay.
+                stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True, prefetch=1) \
+                    if live else predictor
                 try:
                     for result in stream_predictor.predict_frames(_stream_frames(src, source, timestamps)):
                         assert isinstance(result, ImagePoses)

@@ -1,0 +1,92 @@
+"""``gtpt-deploy bench``: artifacts side by side on the same person crops, or the whole run path on images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import GtptError
+from .main import echo_json, main
+
+
+def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated batch sizes like 1,8, got '{value}'") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"expected batch sizes >= 1 like 1,8, got '{value}'")
+    return out
+
+
+@main.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch", "batches", default="1,8", show_default=True, callback=_batches,
+              help="Crops per call, comma-separated (pipeline mode: the first one, for dynamic-batch artifacts).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of every backend.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None, show_default="20; pipeline mode 3",
+              help="Timed interleaved rounds (pipeline mode: full passes over the images).")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Untimed calls per artifact and batch before the rounds.")
+@click.option("--device", "devices", multiple=True,
+              help="cpu / cuda[:N] once for all artifacts, or once per artifact in order.")
+@click.option("--provider", "providers", multiple=True,
+              help="ONNX Runtime provider (cpu / cuda / tensorrt), once for all or once per artifact.")
+@click.option("--torch-compile", is_flag=True,
+              help="Also time torch.compile (inductor, freezing) of each .pth; its compile time is the 1st call.")
+@click.option("--spin/--no-spin", default=None,
+              help="Idle threads spin (library defaults) or wait passively  [default: passive, or $OMP_WAIT_POLICY]")
+@click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="COCO keypoint file whose GT persons are the crops  [default: the bundled demo]; pipeline "
+                   "mode: the annotations of --boxes gt.")
+@click.option("--crop-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Image folder of --ann  [default: images/ beside it]")
+@click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Pipeline mode: time the whole run path on these images (folder or file).")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pipeline mode: person detector ONNX (as run).")
+@click.option("--boxes", default=None, help="Pipeline mode: COCO detections JSON, or 'gt' with --ann (as run).")
+@click.option("--no-flip", is_flag=True, help="Pipeline mode: without the flip test.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
+              devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,
+              ann: Path | None, crop_images: Path | None, images: Path | None, detector: Path | None,
+              boxes: str | None, no_flip: bool, as_json: bool) -> None:
+    """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
+
+    \b
+    Interleaved rounds (A B C A B C ...) so that a busy machine slows all alike; per artifact and batch: median,
+    p90 and min ms per call, ms per crop, crops/s and the speed relative to the first artifact. The header and
+    the JSON name the CPU (and its AVX2 / AVX-512 VNNI flags), GPUs, threads, load average and whether idle
+    threads spin. Static-batch ONNX files are timed at their own batch only.
+    With --images: the whole `run` path (decode, boxes, crops, pose with flip, decoding; no drawing) on one
+    artifact: images/s, persons/s and the share of time outside the pose model and the detector.
+    Examples:
+      gtpt-deploy bench models/gtpt_t_coco_sample.pth export/gtpt_t_coco_dyn.onnx --torch-compile --threads 1
+      gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
+      gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
+    """
+    say = (lambda line: click.echo(line, err=True))
+    if images is not None:
+        if len(artifacts) != 1:
+            raise GtptError(f"pipeline mode (--images) times one artifact, got {len(artifacts)}; run bench once "
+                            f"per artifact")
+        from ..eval.pipeline_bench import bench_pipeline
+
+        report = bench_pipeline(artifacts[0], images, detector=detector, boxes=boxes, ann=ann, rounds=rounds or 3,
+                                threads=threads, batch=batches[0] if len(batches) == 1 else None,
+                                flip=not no_flip, device=devices[0] if devices else None,
+                                provider=providers[0] if providers else None, spin=spin, progress=say)
+    else:
+        if detector is not None or boxes is not None or no_flip:
+            raise GtptError("--detector, --boxes and --no-flip belong to pipeline mode; add --images DIR")
+        from ..eval.bench import bench
+
+        report = bench(artifacts, batches=batches, threads=threads, rounds=rounds or 20, warmup=warmup,
+                       device=list(devices) or None, provider=list(providers) or None, torch_compile=torch_compile,
+                       spin=spin, ann=ann, images=crop_images, progress=say)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo("\n".join(report.format_lines()))

@@ -1,0 +1,268 @@
+"""``bench``: latency and throughput of any artifacts side by side, on the same real person crops.
+
+Every artifact (a ``.pth`` in PyTorch eager and optionally ``torch.compile``, ``.onnx`` FP32/FP16/INT8 in ONNX
+Runtime, ``.engine`` in TensorRT: whatever ``create_runner`` opens) is activated once; then, per batch size, each
+runs ``warmup`` calls and ``rounds`` interleaved rounds (A B C A B C ...), one call per artifact per round, so a slow
+drift of a shared machine hits all of them alike. Times are the runners' own per-call times (backend call only).
+No torch import here (the torch runners import it when a checkpoint is benchmarked).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import GtptError
+from ..runners import backends_for, create_runner
+from ..threads import apply_thread_policy
+from .machine import Machine, describe_machine
+
+#: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
+DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
+
+
+@dataclass
+class BenchEntry:
+    """One thing to time: an artifact, the backend that runs it (None: its default) and where."""
+
+    artifact: str
+    backend: str | None = None
+    device: str | None = None
+    provider: str | None = None
+
+    @property
+    def label(self) -> str:
+        return Path(self.artifact).name + (f" [{self.backend}]" if self.backend else "")
+
+
+@dataclass
+class BenchRow:
+    """One artifact at one batch size. Times in milliseconds per call of ``batch`` crops.
+
+    ``vs_first``: the first artifact's median / this median at the same batch (>1: faster than the first).
+    ``first_call_ms``: the first warm-up call (includes compilation for torch.compile, lazy init elsewhere).
+    ``skipped``: why this batch was not timed (e.g. an ONNX file with another static batch); times are then None.
+    """
+
+    label: str
+    artifact: str
+    runner: str
+    batch: int
+    runs: int = 0
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    min_ms: float | None = None
+    ms_per_crop: float | None = None
+    crops_per_s: float | None = None
+    vs_first: float | None = None
+    first_call_ms: float | None = None
+    load_s: float | None = None
+    skipped: str | None = None
+
+
+@dataclass
+class BenchReport:
+    """What ``bench`` measured: rows per (artifact, batch) in input order, and the conditions."""
+
+    rows: list[BenchRow]
+    machine: Machine
+    load_average_end: tuple[float, float, float]
+    threads: int | None
+    rounds: int
+    warmup: int
+    batches: list[int]
+    crops: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["machine"] = self.machine.to_dict()
+        return d
+
+    def format_lines(self) -> list[str]:
+        """A header (machine, load, policy, crops) and one table line per row."""
+        end = " ".join(f"{v:.2f}" for v in self.load_average_end)
+        lines = [f"machine: {self.machine.header()} (end: {end})",
+                 f"threads {self.threads or 'backend default'}; {self.rounds} interleaved rounds after "
+                 f"{self.warmup} warm-up calls; crops: {self.crops.get('source', '?')} ({self.crops.get('count')} "
+                 f"persons)"]
+        lines += [f"note: {n}" for n in self.notes]
+        width = max([len(r.label) for r in self.rows] + [8])
+        head = (f"{'artifact':<{width}}  {'batch':>5}  {'median ms':>9}  {'p90 ms':>8}  {'min ms':>8}  "
+                f"{'ms/crop':>8}  {'crops/s':>8}  {'x first':>7}  {'1st call':>9}")
+        lines += [head, "-" * len(head)]
+        for r in self.rows:
+            if r.skipped:
+                lines.append(f"{r.label:<{width}}  {r.batch:>5}  skipped: {r.skipped}")
+                continue
+            ratio = f"{r.vs_first:.2f}x" if r.vs_first is not None else "-"
+            first = f"{r.first_call_ms / 1e3:.1f} s" if (r.first_call_ms or 0) >= 1e3 else f"{r.first_call_ms:.0f} ms"
+            lines.append(f"{r.label:<{width}}  {r.batch:>5}  {r.median_ms:9.2f}  {r.p90_ms:8.2f}  {r.min_ms:8.2f}  "
+                         f"{r.ms_per_crop:8.2f}  {r.crops_per_s:8.1f}  {ratio:>7}  {first:>9}")
+        runners = {r.label: r.runner for r in self.rows if r.runner}
+        lines += [f"  {label}: {desc}" for label, desc in runners.items()]
+        return lines
+
+
+def _per_artifact(value: str | Sequence[str | None] | None, n: int, name: str) -> list[str | None]:
+    """One value for all artifacts, or one per artifact."""
+    if value is None or isinstance(value, str):
+        return [value] * n
+    values = list(value)
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise GtptError(f"expected one {name} for all artifacts or one per artifact ({n}), got {len(values)}; "
+                        f"repeat --{name} once per artifact, in the same order")
+    return values
+
+
+def bench_entries(artifacts: Sequence[str | Path], torch_compile: bool = False,
+                  device: str | Sequence[str | None] | None = None,
+                  provider: str | Sequence[str | None] | None = None) -> list[BenchEntry]:
+    """Artifacts -> what to time: each with its default backend, and with ``torch_compile`` also every artifact
+    that ``torch.compile`` can run (checkpoints), right after its eager entry."""
+    if not artifacts:
+        raise GtptError("expected at least one artifact (.pth, .onnx or .engine) to benchmark, got none")
+    devices = _per_artifact(device, len(artifacts), "device")
+    providers = _per_artifact(provider, len(artifacts), "provider")
+    out = []
+    for path, dev, prov in zip(map(str, artifacts), devices, providers):
+        out.append(BenchEntry(path, None, dev, prov))
+        if torch_compile and "torch.compile" in backends_for(path):
+            out.append(BenchEntry(path, "torch.compile", dev, prov))
+    return out
+
+
+def _open(entry: BenchEntry, threads: int | None) -> Any:
+    options: dict[str, Any] = {"threads": threads}
+    for key in ("backend", "device", "provider"):
+        if getattr(entry, key) is not None:
+            options[key] = getattr(entry, key)
+    return create_runner(entry.artifact, **options)
+
+
+def tile_crops(crops: np.ndarray, batch: int) -> np.ndarray:
+    """float32 (N, 3, H, W) -> exactly ``batch`` crops (the first ones, repeated in order when N < batch)."""
+    reps = -(-batch // len(crops))
+    return np.ascontiguousarray(np.concatenate([crops] * reps)[:batch]) if reps > 1 else crops[:batch].copy()
+
+
+def apply_policy(spin: bool | None) -> list[str]:
+    """Set the idle-thread policy for this benchmark; notes when it may not reach a library already started."""
+    if spin is None:
+        apply_thread_policy()
+        return []
+    before = apply_thread_policy("ACTIVE" if spin else "PASSIVE")
+    if "torch" in sys.modules:
+        return [f"torch was imported before the policy was set: OpenMP may keep its earlier wait policy "
+                f"(set OMP_WAIT_POLICY={before} in the environment to be sure)"]
+    return []
+
+
+def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), threads: int | None = None,
+          rounds: int = 20, warmup: int = 3, device: str | Sequence[str | None] | None = None,
+          provider: str | Sequence[str | None] | None = None, torch_compile: bool = False,
+          spin: bool | None = None, ann: str | Path | None = None, images: str | Path | None = None,
+          num_crops: int | None = None, progress: Callable[[str], None] | None = None) -> BenchReport:
+    """Time artifacts side by side on the same person crops.
+
+    Args:
+        artifacts: ``.pth`` / ``.onnx`` / ``.engine`` files (anything ``create_runner`` opens).
+        batches: crops per call; a static-batch artifact is timed only at its own batch (other rows say skipped).
+        threads: CPU threads of every backend (None: each backend's default).
+        rounds, warmup: interleaved timed rounds (one call per artifact each) and untimed calls per batch before.
+        device, provider: one for all artifacts or one per artifact (None: the backend's default).
+        torch_compile: also time ``torch.compile`` (inductor, freezing) of every checkpoint.
+        spin: idle-thread policy: True spinning, False passive, None the process's (passive unless
+            ``OMP_WAIT_POLICY`` says otherwise). Set before any runner starts.
+        ann, images: COCO keypoint file whose GT person boxes give the crops (default: the bundled demo) and its
+            image folder (default: ``images/`` beside it); num_crops: how many (None: all, tiled up to the batch).
+        progress: called with one line per step (the CLI prints them to stderr).
+    """
+    from ..runtime.crops import person_crops
+
+    say = progress or (lambda _line: None)
+    batches = sorted({int(b) for b in batches})
+    if not batches or batches[0] < 1:
+        raise GtptError(f"expected batch sizes >= 1, got {list(batches)}")
+    if rounds < 1 or warmup < 0:
+        raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {rounds} and {warmup}")
+    entries = bench_entries(artifacts, torch_compile, device, provider)
+    notes = apply_policy(spin)
+    machine = describe_machine()
+    ann = Path(ann) if ann is not None else DEMO_ANN
+    images = Path(images) if images is not None else ann.parent / "images"
+    crop_sets: dict[tuple[int, int], np.ndarray] = {}
+    crop_info: dict[str, Any] = {}
+
+    runners, rows_by_entry = [], []
+    try:
+        for entry in entries:
+            say(f"loading {entry.label}")
+            t0 = time.perf_counter()
+            runner = _open(entry, threads)
+            runner.activate()
+            runners.append(runner)
+            load_s = time.perf_counter() - t0
+            size = (int(runner.meta.input_size[0]), int(runner.meta.input_size[1]))
+            if size not in crop_sets:
+                pc = person_crops(ann, images, num=num_crops, input_size=size)
+                crop_sets[size] = pc.crops
+                crop_info = {"source": str(ann), "count": len(pc), "ann_sha256": pc.ann_sha256,
+                             "image_ids": sorted({int(i) for i in pc.image_ids})}
+            rows_by_entry.append((entry, runner, size, load_s))
+        rows = _time_all(rows_by_entry, crop_sets, batches, rounds, warmup, say)
+    finally:
+        for runner in runners:
+            runner.deactivate()
+    end = describe_machine().load_average
+    return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
+                       warmup=warmup, batches=batches, crops=crop_info, notes=notes)
+
+
+def _time_all(opened: list, crop_sets: dict, batches: list[int], rounds: int, warmup: int,
+              say: Callable[[str], None]) -> list[BenchRow]:
+    rows: dict[tuple[int, int], BenchRow] = {}
+    for b in batches:
+        active = []
+        for i, (entry, runner, size, load_s) in enumerate(opened):
+            row = BenchRow(entry.label, entry.artifact, runner.description, b, load_s=round(load_s, 3))
+            rows[i, b] = row
+            static = runner.static_batch
+            if static is not None and static != b:
+                row.skipped = f"static batch {static}"
+                continue
+            x = tile_crops(crop_sets[size], b)
+            say(f"batch {b}: warming up {entry.label}")
+            for w in range(max(warmup, 1)):  # the first call is always made (and reported): compile / lazy init
+                runner.infer(x)
+                if w == 0:
+                    row.first_call_ms = round(runner.times[-1] * 1e3, 3)
+            active.append((runner, x, []))
+        say(f"batch {b}: {rounds} interleaved rounds over {len(active)} artifact(s)")
+        for _ in range(rounds):
+            for runner, x, times in active:
+                runner.infer(x)
+                times.append(runner.times[-1])
+        it = iter(active)
+        for i in range(len(opened)):
+            row = rows[i, b]
+            if row.skipped:
+                continue
+            _, _, times = next(it)
+            ms = np.asarray(times) * 1e3
+            row.runs, row.median_ms = len(ms), float(np.median(ms))
+            row.p90_ms, row.min_ms = float(np.percentile(ms, 90)), float(ms.min())
+            row.ms_per_crop, row.crops_per_s = row.median_ms / b, 1e3 * b / row.median_ms
+        first = rows[0, b]
+        for i in range(len(opened)):
+            row = rows[i, b]
+            if not row.skipped and not first.skipped:
+                row.vs_first = first.median_ms / row.median_ms  # type: ignore[operator]
+    return [rows[i, b] for i in range(len(opened)) for b in batches]

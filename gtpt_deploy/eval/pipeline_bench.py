@@ -1,0 +1,155 @@
+"""``bench --images``: the whole ``run`` path timed end to end (decode, person boxes, crops, pose with the flip test,
+SimCC decoding, rescoring + OKS NMS into COCO records; no drawing, nothing written), with the time inside the two
+models (pose runner, box source) measured in the same passes. No torch import.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import GtptError, InputImageError
+from .bench import apply_policy
+from .machine import Machine, describe_machine
+
+
+class _TimedSource:
+    """A box source that adds up the seconds spent in it (the detector, when the source is one)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.seconds = 0.0
+
+    def __call__(self, path: Path, image: np.ndarray) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.source(path, image)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def image_id(self, path: Path) -> int | None:
+        return self.source.image_id(path)
+
+
+@dataclass
+class PipelineReport:
+    """Medians over ``rounds`` full passes.
+
+    ``outside_models_share``: (wall - pose - boxes) / wall, the time in neither model (0 when read-ahead hides the
+    box source behind the pose model, so that wall < pose + boxes). ``pose_idle_share``: (wall - pose) / wall,
+    the time the pose model waited for anything else (decoding, boxes, crops, decoding the logits, NMS): with
+    read-ahead the headline overhead, an upper bound of the time outside both models.
+    """
+
+    artifact: str
+    runner: str
+    box_source: str
+    images: int
+    persons: int
+    failures: int
+    rounds: int
+    flip: bool
+    batch: int
+    prefetch: int
+    wall_s: float
+    pose_s: float
+    boxes_s: float
+    images_per_s: float
+    persons_per_s: float
+    outside_models_share: float
+    pose_idle_share: float
+    pose_calls: int
+    padded_crops: int
+    machine: Machine
+    load_average_end: tuple[float, float, float]
+    per_round: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["machine"] = self.machine.to_dict()
+        return d
+
+    def format_lines(self) -> list[str]:
+        end = " ".join(f"{v:.2f}" for v in self.load_average_end)
+        return [f"machine: {self.machine.header()} (end: {end})",
+                *[f"note: {n}" for n in self.notes],
+                f"{Path(self.artifact).name} [{self.runner}], boxes: {self.box_source}; {self.images} images, "
+                f"{self.persons} persons, flip {self.flip}, batch {self.batch}, read-ahead {self.prefetch}; median "
+                f"of {self.rounds} pass(es)",
+                f"end to end {self.wall_s:.2f} s: {self.images_per_s:.2f} images/s, {self.persons_per_s:.1f} persons/s",
+                f"pose model {self.pose_s:.2f} s ({self.pose_calls} calls, {self.padded_crops} padded rows), "
+                f"box source {self.boxes_s:.2f} s; outside the two models: {100 * self.outside_models_share:.1f}%; "
+                f"pose model idle: {100 * self.pose_idle_share:.1f}%"]
+
+
+def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Path | None = None,
+                   boxes: str | Path | None = None, ann: str | Path | None = None, rounds: int = 3,
+                   threads: int | None = None, batch: int | None = None, flip: bool = True, device: str | None = None,
+                   provider: str | None = None, spin: bool | None = None, box_thr: float | None = None,
+                   prefetch: int | None = None, progress: Callable[[str], None] | None = None) -> PipelineReport:
+    """Time ``run``'s path on every image of ``images`` (a folder or file), ``rounds`` times after a warm-up pass
+    over the first images. Boxes: ``detector``, ``boxes`` (a detection JSON or "gt" with ``ann``) or whole images,
+    as ``run``. ``prefetch``: the predictor's read-ahead (None: its default). Other arguments as :func:`bench`."""
+    from ..coco import to_coco_results
+    from ..runners import create_runner
+    from ..runtime.images import expand_inputs
+    from ..runtime.person_boxes import box_source
+    from ..runtime.predictor import DEFAULT_PREFETCH, ImagePoses, Predictor
+    from ..runtime.run import assign_image_ids, stack_poses
+
+    say = progress or (lambda _line: None)
+    if rounds < 1:
+        raise GtptError(f"expected at least 1 round, got {rounds}")
+    notes = apply_policy(spin)
+    machine = describe_machine()
+    paths = expand_inputs([images])
+    if not paths:
+        raise InputImageError(f"no images found in {images}; pass a folder holding .jpg / .png files")
+    # the detector on the CPU, as run's default (--detector-device)
+    source = _TimedSource(box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr))
+    ids = assign_image_ids(paths)
+    options: dict[str, Any] = {"threads": threads}
+    options.update({k: v for k, v in (("device", device), ("provider", provider)) if v is not None})
+    per_round: list[dict[str, float]] = []
+    with create_runner(artifact, **options) as runner:
+        predictor = Predictor(runner, flip=flip, batch=batch,
+                              prefetch=DEFAULT_PREFETCH if prefetch is None else prefetch)
+        k = runner.meta.num_keypoints
+
+        def one_pass(subset: list[Path]) -> tuple[int, int]:
+            results = list(predictor.predict(subset, source, ids))
+            poses = [r for r in results if isinstance(r, ImagePoses)]
+            # run's post-processing (rescoring + OKS NMS), not written
+            to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
+            return sum(len(p.keypoints) for p in poses), len(results) - len(poses)
+
+        say("warm-up pass")
+        one_pass(paths[:4])
+        for r in range(rounds):
+            say(f"pass {r + 1}/{rounds} over {len(paths)} images")
+            runner.times.clear()
+            source.seconds, predictor.padded_crops = 0.0, 0
+            t0 = time.perf_counter()
+            persons, failures = one_pass(paths)
+            wall = time.perf_counter() - t0
+            pose = float(sum(runner.times))
+            per_round.append({"wall_s": wall, "pose_s": pose, "boxes_s": source.seconds, "calls": len(runner.times),
+                              "padded": predictor.padded_crops, "load_1min": describe_machine().load_average[0]})
+        description = runner.description
+    med = {key: statistics.median(r[key] for r in per_round) for key in ("wall_s", "pose_s", "boxes_s")}
+    outside = statistics.median(max(0.0, r["wall_s"] - r["pose_s"] - r["boxes_s"]) / r["wall_s"] for r in per_round)
+    idle = statistics.median((r["wall_s"] - r["pose_s"]) / r["wall_s"] for r in per_round)
+    return PipelineReport(
+        artifact=str(artifact), runner=description, box_source=type(source.source).__name__, images=len(paths),
+        persons=persons, failures=failures, rounds=rounds, flip=flip, batch=predictor.batch,
+        prefetch=predictor.prefetch, wall_s=med["wall_s"], pose_s=med["pose_s"], boxes_s=med["boxes_s"],
+        images_per_s=len(paths) / med["wall_s"], persons_per_s=persons / med["wall_s"], outside_models_share=outside,
+        pose_idle_share=idle,
+        pose_calls=int(per_round[-1]["calls"]), padded_crops=int(per_round[-1]["padded"]), machine=machine,
+        load_average_end=describe_machine().load_average, per_round=per_round, notes=notes)

@@ -1,0 +1,100 @@
+"""bench: interleaved rounds, rows and ratios, static-batch skips, machine facts, the CLI in both modes, and the
+runner options it relies on (ORT idle-thread policy, the torch.compile backend entry)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gtpt_deploy.cli import main
+from gtpt_deploy.errors import ArtifactError, GtptError
+from gtpt_deploy.eval import bench as bench_module
+from gtpt_deploy.eval.bench import bench, bench_entries, tile_crops
+from gtpt_deploy.eval.machine import cpu_model_and_flags
+from gtpt_deploy.runners import backends_for, create_runner
+from gtpt_fixtures import PEOPLE, write_fake_pose_onnx
+
+
+@pytest.fixture(scope="module")
+def fake_b2(tmp_path_factory):
+    return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b2.onnx", batch=2)
+
+
+def test_rounds_are_interleaved_and_rows_complete(fake_dyn, fake_b2, monkeypatch):
+    calls = []
+
+    def recording(path, **options):
+        runner = create_runner(path, **options)
+        infer = runner.infer
+        runner.infer = lambda x: (calls.append((path, len(x))), infer(x))[1]
+        return runner
+
+    monkeypatch.setattr(bench_module, "create_runner", recording)
+    report = bench([fake_dyn, fake_b2], batches=(2, 3), rounds=4, warmup=1)
+    timed_b2 = [c for c in calls if c[1] == 2][2:]  # after one warm-up call each
+    assert timed_b2 == [(str(fake_dyn), 2), (str(fake_b2), 2)] * 4  # A B A B ...
+    rows = {(r.label, r.batch): r for r in report.rows}
+    assert [(r.label, r.batch) for r in report.rows] == [("fake_dyn.onnx", 2), ("fake_dyn.onnx", 3),
+                                                           ("fake_b2.onnx", 2), ("fake_b2.onnx", 3)]
+    assert rows["fake_b2.onnx", 3].skipped == "static batch 2" and rows["fake_b2.onnx", 3].median_ms is None
+    first, other = rows["fake_dyn.onnx", 2], rows["fake_b2.onnx", 2]
+    assert first.vs_first == 1.0 and first.runs == 4
+    assert other.vs_first == pytest.approx(first.median_ms / other.median_ms)
+    assert first.min_ms <= first.median_ms <= first.p90_ms
+    assert first.ms_per_crop == pytest.approx(first.median_ms / 2)
+    assert report.crops["count"] >= 8 and "onnxruntime" in first.runner
+    text = "\n".join(report.format_lines())
+    assert "load average" in text and "skipped: static batch 2" in text
+    json.dumps(report.to_dict())  # JSON-ready
+
+
+def test_tile_crops_repeats_in_order():
+    crops = np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1)
+    assert tile_crops(crops, 7).ravel().tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert tile_crops(crops, 2).ravel().tolist() == [0, 1]
+
+
+def test_entries_add_torch_compile_for_checkpoints_only(tmp_path):
+    entries = bench_entries(["a.pth", "b.onnx"], torch_compile=True, device=["cpu", "cpu"])
+    assert [(e.artifact, e.backend) for e in entries] == [("a.pth", None), ("a.pth", "torch.compile"),
+                                                           ("b.onnx", None)]
+    assert backends_for("x.pth") == ["torch", "torch.compile"] and backends_for("x.onnx") == ["onnxruntime"]
+    with pytest.raises(GtptError, match="one per artifact"):
+        bench_entries(["a.onnx", "b.onnx", "c.onnx"], device=["cpu", "cpu"])
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="cannot run m.onnx"):
+        create_runner(onnx, backend="torch.compile")
+
+
+def test_cpu_flags_from_cpuinfo():
+    text = "processor\t: 0\nmodel name\t: Some CPU @ 2GHz\nflags\t\t: fpu avx2 fma avx512f avx512_vnni sse\n"
+    assert cpu_model_and_flags(text) == ("Some CPU @ 2GHz", ["avx2", "fma", "avx512f", "avx512_vnni"])
+
+
+@pytest.mark.parametrize("policy, spinning, expected", [("PASSIVE", None, "0"), ("ACTIVE", None, "1"),
+                                                        ("PASSIVE", True, "1")])
+def test_ort_sessions_follow_the_idle_thread_policy(fake_dyn, monkeypatch, policy, spinning, expected):
+    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    with create_runner(fake_dyn, spinning=spinning) as r:
+        entry = r._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == expected
+
+
+def test_cli_json_and_pipeline_mode(fake_dyn):
+    r = CliRunner().invoke(main, ["bench", str(fake_dyn), "--batch", "1,4", "--rounds", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert [row["batch"] for row in data["rows"]] == [1, 4] and "flags" in data["machine"]
+    assert data["machine"]["omp_wait_policy"] and isinstance(data["machine"]["ort_spinning"], bool)
+    r = CliRunner().invoke(main, ["bench", str(fake_dyn), "--images", str(PEOPLE / "bus.jpg"), "--rounds", "1",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    pipe = json.loads(r.stdout)
+    assert pipe["images"] == 1 and pipe["persons"] == 1 and pipe["box_source"] == "WholeImageBoxes"
+    assert 0 <= pipe["pose_idle_share"] <= 1 and pipe["pose_calls"] == 1  # one crop + its flipped copy, one call
+    r = CliRunner().invoke(main, ["bench", str(fake_dyn), "--no-flip"])
+    assert r.exit_code == 2 and "pipeline mode" in r.output
