@@ -397,13 +397,14 @@ def test_every_option_named_in_a_message_exists():
             names |= options(sub)
         return names
 
-    known = options(main) | {"--help", "--version", "--concurrency", "--spin"}  # bench --concurrency / --spin: with the bench stage
+    known = options(main) | {"--help", "--version"}
     # Other tools' options that the package writes into their command lines or names for them: trtexec (the
     # sidecar's equivalent command, --calib for legacy caches), tritonserver and pip (serve/server.py).
     foreign = {"--onnx", "--save", "--load", "--min", "--opt", "--max", "--mem", "--builder", "--profiling",
                "--timing", "--calib", "--strongly", "--no-deps", "--disable-pip-version-check", "--model-repository",
                "--backend-directory", "--http-address", "--http-port", "--allow-grpc", "--allow-metrics",
-               "--exit-timeout-secs", "--model-control-mode", "--load-model", "--calib-"}
+               "--exit-timeout-secs", "--model-control-mode", "--load-model", "--calib-",
+               "--query-gpu", "--format"}  # ... and nvidia-smi (eval/machine.py)
     package = Path(__file__).resolve().parents[1] / "gtpt_deploy"
     named = {(m, p.name) for p in package.rglob("*.py") for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+",
                                                                         p.read_text()) if m not in foreign}

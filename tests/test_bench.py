@@ -98,3 +98,20 @@ def test_cli_json_and_pipeline_mode(fake_dyn):
     assert 0 <= pipe["pose_idle_share"] <= 1 and pipe["pose_calls"] == 1  # one crop + its flipped copy, one call
     r = CliRunner().invoke(main, ["bench", str(fake_dyn), "--no-flip"])
     assert r.exit_code == 2 and "pipeline mode" in r.output
+
+
+def test_concurrency_mode_reports_each_level(fake_dyn):
+    """bench --concurrency: one row per client count, every request counted, latencies ordered p50 <= p90."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+
+    r = CliRunner().invoke(main, ["bench", str(fake_dyn), "--concurrency", "1,2", "--batch", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["rows"]
+    assert [x["clients"] for x in rows] == [1, 2] and all(x["requests"] == 48 and x["batch"] == 2 for x in rows)
+    assert all(0 < x["p50_ms"] <= x["p90_ms"] and x["crops_per_s"] > 0 for x in rows)
+    bad = CliRunner().invoke(main, ["bench", str(fake_dyn), str(fake_dyn), "--concurrency", "1"])
+    assert bad.exit_code == 2 and "one ARTIFACT" in bad.stderr

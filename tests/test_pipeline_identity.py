@@ -65,14 +65,15 @@ def test_run_results_equal_one_crop_at_a_time(which, sample_dyn, seed0_t_onnx_b1
 
 
 def test_flipped_copies_share_the_call_of_their_originals(sample_dyn):
-    """Dynamic batch: one call per chunk of crops holds the chunk and its flipped copies (2 x chunk rows)."""
+    """Dynamic batch: one call of at most ``batch`` rows holds a chunk of batch/2 crops and its flipped copies (the
+    call never exceeds --batch: an engine profile or a Triton max batch bounds it)."""
     with create_runner(sample_dyn, threads=1) as runner:
-        pred = Predictor(runner, batch=3, prefetch=0)
+        pred = Predictor(runner, batch=4, prefetch=0)
         crops = np.random.default_rng(0).standard_normal((7, 3, 256, 192)).astype(np.float32)
         rows, infer = [], runner.infer
         runner.infer = lambda batch: (rows.append(len(batch)), infer(batch))[1]  # type: ignore[method-assign]
         x, y, fx, fy = pred.infer_crops(crops)
-        assert rows == [6, 6, 2]  # chunks of 3, 3 and 1 crops, each with its flipped copies
+        assert rows == [4, 4, 4, 2]  # chunks of 2, 2, 2 and 1 crops, each with its flipped copies
         runner.infer = infer  # type: ignore[method-assign]
         ref = [runner.infer(crops[i:i + 1]) + runner.infer(np.ascontiguousarray(crops[i:i + 1, ..., ::-1]))
                for i in range(7)]

@@ -83,6 +83,17 @@ def _pipeline(url: str, path: Path) -> dict[str, np.ndarray]:
     return {k: result.as_numpy(k) for k in ("keypoints", "boxes", "box_scores")}
 
 
+def test_bench_concurrency_through_triton(served):
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+
+    r = CliRunner().invoke(main, ["bench", f"triton://{served.url}/gtpt_pose", "--concurrency", "1,4", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["runner"].startswith("triton [") and [x["clients"] for x in report["rows"]] == [1, 4]
+
+
 def test_pipeline_returns_the_keypoints_of_run(served, sample_dyn_onnx, detector, tmp_path):
     from gtpt_deploy.coco import to_coco_results
     from gtpt_deploy.runtime.images import expand_inputs

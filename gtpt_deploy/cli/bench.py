@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import GtptError
-from .main import echo_json, main
+from .main import ARTIFACT, echo_json, main
 
 
 def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -21,7 +21,7 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 
 
 @main.command("bench")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("artifacts", nargs=-1, required=True, type=ARTIFACT)
 @click.option("--batch", "batches", default="1,8", show_default=True, callback=_batches,
               help="Crops per call, comma-separated (pipeline mode: the first one, for dynamic-batch artifacts).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of every backend.")
@@ -48,11 +48,14 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
               help="Pipeline mode: person detector ONNX (as run).")
 @click.option("--boxes", default=None, help="Pipeline mode: COCO detections JSON, or 'gt' with --ann (as run).")
 @click.option("--no-flip", is_flag=True, help="Pipeline mode: without the flip test.")
+@click.option("--concurrency", default=None, metavar="1,4,16",
+              help="Client-side mode for one artifact (e.g. triton://HOST:PORT/NAME): crops/s, p50/p90 per number "
+                   "of concurrent clients (48 requests of --batch crops per level).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
               devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,
               ann: Path | None, crop_images: Path | None, images: Path | None, detector: Path | None,
-              boxes: str | None, no_flip: bool, as_json: bool) -> None:
+              boxes: str | None, no_flip: bool, concurrency: str | None, as_json: bool) -> None:
     """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
 
     \b
@@ -66,9 +69,18 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
       gtpt-deploy bench models/gtpt_t_coco_sample.pth export/gtpt_t_coco_dyn.onnx --torch-compile --threads 1
       gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
       gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
+      gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
     """
     say = (lambda line: click.echo(line, err=True))
-    if images is not None:
+    if concurrency is not None:
+        if len(artifacts) != 1 or images is not None:
+            raise GtptError("--concurrency times one artifact on person crops; pass one ARTIFACT and no --images")
+        from ..eval.concurrency import bench_concurrency
+
+        levels = _batches(None, None, concurrency)  # type: ignore[arg-type]  (same comma-separated form)
+        report = bench_concurrency(artifacts[0], levels, batch=batches[0] if len(batches) == 1 else 1,
+                                   threads=threads, ann=ann, images=crop_images, progress=say)
+    elif images is not None:
         if len(artifacts) != 1:
             raise GtptError(f"pipeline mode (--images) times one artifact, got {len(artifacts)}; run bench once "
                             f"per artifact")

@@ -130,6 +130,8 @@ class Predictor:
         self.batch = static or batch or DEFAULT_BATCH
         self.static = static
         self.flip = flip
+        # crops per chunk: a dynamic call holds a chunk and its flipped copies within `batch` rows
+        self._chunk = max(1, self.batch // 2) if flip and static is None else self.batch
         self.keep_images = keep_images
         if prefetch < 0:
             raise GtptError(f"prefetch must be 0 (off) or more frames, got {prefetch}")
@@ -146,20 +148,22 @@ class Predictor:
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """float32 (N, 3, H, W) -> raw (x, y) logits and, with flip, those of the flipped crops.
 
-        Rows go to the runner in chunks of ``batch`` crops, each followed by its flipped copies: one call of
-        2 x chunk rows for a dynamic-batch artifact; for a static batch B the row stream is cut into calls of B
-        and only the last call is padded. Every backend we ship computes each row independently of its batch
+        ``batch`` is the most rows one runner call gets (an engine's profile or a server's max batch bounds it).
+        Rows go to the runner in chunks of crops, each followed by its flipped copies: for a dynamic-batch artifact
+        a chunk of batch/2 crops and its flips fill one call of ``batch`` rows; for a static batch B chunks of B
+        crops make the row stream, cut into calls of B with only the last call padded. Every backend we ship computes each row independently of its batch
         neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not results.
         """
         n = len(crops)
+        size = self._chunk
         parts = []
-        for start in range(0, n, self.batch):
-            chunk = crops[start:start + self.batch]
+        for start in range(0, n, size):
+            chunk = crops[start:start + size]
             parts.append(chunk)
             if self.flip:
                 parts.append(chunk[..., ::-1])  # width flip, as the official input.flip(3)
         rows = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
-        call = self.static or self.batch * (2 if self.flip else 1)  # dynamic: a chunk and its flipped copies
+        call = self.static or self.batch  # dynamic: a chunk and its flipped copies share one call
         xs, ys = [], []
         for start in range(0, len(rows), call):
             piece = rows[start:start + call]
@@ -175,8 +179,8 @@ class Predictor:
             return x, y, None, None
         # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
         orig = np.zeros(len(rows), bool)
-        for start in range(0, n, self.batch):
-            m = min(self.batch, n - start)
+        for start in range(0, n, size):
+            m = min(size, n - start)
             orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
 
