@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import atomic_path, calib_paths, check_writable, precision_path, sha256_file
+from ..artifacts import atomic_path, calib_paths, check_writable, sha256_file
 from ..coco import load_annotations
-from ..errors import ArtifactError, GtptError
-from ..export.fp16 import check_reducible
-from ..metadata import read_onnx_meta, write_onnx_meta
+from ..errors import GtptError
+from ..export.fp16 import open_fp32_source
+from ..metadata import write_onnx_meta
 from ..runtime.crops import person_crops
 from . import budget as budget_mod
 from .evalset import CropScore, score_crops, session_infer
@@ -113,16 +113,7 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         raise GtptError(f"--max-ap-drop must be >= 0 (AP in 0-1), got {max_ap_drop}")
     if (eval_ann is None) != (eval_images is None):
         raise GtptError("--eval-ann and --eval-images go together; pass both or neither")
-    src = Path(onnx_model)
-    if not src.is_file():
-        raise ArtifactError(f"ONNX model {src} does not exist; pass the FP32 .onnx written by 'gtpt-deploy export'")
-    model = onnx.load(str(src))
-    meta = read_onnx_meta(model, source=str(src))
-    check_reducible(model, meta, str(src), "INT8 calibration")
-    out = Path(output) if output is not None else precision_path(src, "int8")
-    if out.resolve() == src.resolve():
-        raise ArtifactError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
-    check_writable(out, force)
+    src, model, meta, out = open_fp32_source(onnx_model, output, force, "int8", "INT8 calibration")
     ranges_path, cache_path = calib_paths(out.with_name(src.name), method)
 
     crops = person_crops(ann, images, num=num, seed=seed, input_size=tuple(meta.input_size))

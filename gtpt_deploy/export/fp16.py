@@ -95,6 +95,28 @@ def check_reducible(model: Any, meta: ModelMeta, source: str, action: str) -> No
                             f"{action} needs the FP32 export")
 
 
+def open_fp32_source(onnx_model: str | os.PathLike[str], output: str | os.PathLike[str] | None, force: bool,
+                     precision: str, action: str) -> tuple[Path, Any, ModelMeta, Path]:
+    """The checks every precision stage starts with -> (source path, its ModelProto, its metadata, output path).
+
+    The source must be a gtpt-deploy FP32 ONNX (not already reduced); the output defaults to
+    ``<name>_<precision>.onnx`` beside it, is never the source itself, and must be writable (``force``).
+    """
+    import onnx
+
+    src = Path(onnx_model)
+    if not src.is_file():
+        raise ArtifactError(f"ONNX model {src} does not exist; pass the FP32 .onnx written by 'gtpt-deploy export'")
+    model = onnx.load(str(src))
+    meta = read_onnx_meta(model, source=str(src))
+    check_reducible(model, meta, str(src), action)
+    out = Path(output) if output is not None else precision_path(src, precision)
+    if out.resolve() == src.resolve():
+        raise ArtifactError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
+    check_writable(out, force)
+    return src, model, meta, out
+
+
 def to_fp16(model: Any, islands: Sequence[str] = DEFAULT_ISLANDS) -> tuple[Any, dict[str, list[str]]]:
     """In memory: FP32 ``onnx.ModelProto`` -> (FP16 copy with float32 I/O, island node names by region)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -122,19 +144,8 @@ def convert_fp16(onnx_model: str | os.PathLike[str], output: str | os.PathLike[s
         :class:`Fp16Result`. Raises ArtifactError for a file without gtpt metadata or already reduced precision,
         ExportError when the result has a constant outside ±65504; nothing is written then.
     """
-    import onnx
-
     t0 = time.perf_counter()
-    src = Path(onnx_model)
-    if not src.is_file():
-        raise ArtifactError(f"ONNX model {src} does not exist; pass the FP32 .onnx written by 'gtpt-deploy export'")
-    model = onnx.load(str(src))
-    meta = read_onnx_meta(model, source=str(src))
-    check_reducible(model, meta, str(src), "FP16 conversion")
-    out = Path(output) if output is not None else precision_path(src, "fp16")
-    if out.resolve() == src.resolve():
-        raise ArtifactError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
-    check_writable(out, force)
+    src, model, meta, out = open_fp32_source(onnx_model, output, force, "fp16", "FP16 conversion")
 
     fp16, keep = to_fp16(model, islands)
     biggest = regions.float_constant_range(fp16)
@@ -147,7 +158,7 @@ def convert_fp16(onnx_model: str | os.PathLike[str], output: str | os.PathLike[s
               "keep_io_types": True}
     write_onnx_meta(fp16, replace(meta, precision="fp16", extra={**dict(meta.extra), "fp16": recipe}))
     with atomic_path(out) as tmp:
-        onnx.save(fp16, str(tmp))
+        tmp.write_bytes(fp16.SerializeToString())
     seconds = time.perf_counter() - t0
     log.debug("fp16: %d of %d nodes kept in FP32", fp32_nodes, len(fp16.graph.node))
     return Fp16Result(out, src, counts, fp32_nodes, len(fp16.graph.node), biggest, out.stat().st_size, seconds)
