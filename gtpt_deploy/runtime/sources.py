@@ -8,6 +8,7 @@ every video and camera is a source of its own (its own annotated video and per-f
 
 from __future__ import annotations
 
+import abc
 import glob
 import re
 import time
@@ -70,7 +71,7 @@ class ImageSource:
                 yield SourceFrame(path.name, i, None, image, path)
 
 
-class _Capture:
+class _Capture(abc.ABC):
     """Frames of a ``cv2.VideoCapture`` (a file or a camera), released when the iteration ends."""
 
     kind = "video"
@@ -83,8 +84,9 @@ class _Capture:
         self.size: tuple[int, int] | None = None  # (W, H) as the container states it
         self._cap: cv2.VideoCapture | None = None  # opened by the constructor: errors surface before any output
 
+    @abc.abstractmethod
     def _open(self) -> cv2.VideoCapture:
-        raise NotImplementedError
+        """Open the capture (a file or a camera); subclasses say which."""
 
     def _timestamp(self, cap: cv2.VideoCapture, index: int, t0: float) -> float:
         return index / self.fps
