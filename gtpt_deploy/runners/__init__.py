@@ -51,14 +51,17 @@ Artifact = Any
 
 
 def _backend_of_file(path: Path) -> type[Runner]:
+    """The default backend class of an artifact file (by suffix); ArtifactError for an unknown suffix, a folder or
+    a missing file."""
     suffix = path.suffix.lower()
     if suffix not in BACKENDS:
         raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
                             f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
+    if path.is_dir():
+        raise ArtifactError(f"artifact {path} is a directory; pass a .pth checkpoint, an .onnx or an .engine file")
     if not path.is_file():
         raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
-    module_name, cls_name = BACKENDS[suffix]
-    return getattr(importlib.import_module(module_name, __name__), cls_name)
+    return _backend(*BACKENDS[suffix])
 
 
 def artifact_meta(path: str | Path) -> ModelMeta | None:
@@ -113,14 +116,7 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
         return _backend(".triton", "TritonRunner")(str(artifact), **kwargs)
     path = Path(artifact)
     suffix = path.suffix.lower()
-    if suffix not in BACKENDS:
-        raise ArtifactError(f"cannot tell the backend of {path.name}: expected one of "
-                            f"{', '.join(BACKENDS)}, got '{suffix or 'no suffix'}'")
-    if path.is_dir():
-        raise ArtifactError(f"artifact {path} is a directory; pass a .pth checkpoint, an .onnx or an .engine file")
-    if not path.is_file():
-        raise ArtifactError(f"artifact {path} does not exist; pass a .pth checkpoint, an .onnx or an .engine file")
-    cls = _backend(*BACKENDS[suffix])
+    cls = _backend_of_file(path)
     if backend is not None:
         if backend not in backends_for(path):
             raise ArtifactError(f"backend '{backend}' cannot run {path.name}; for '{suffix}' files use one of "
