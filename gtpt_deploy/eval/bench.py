@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import GtptError
 from ..runners import backends_for, create_runner
 from ..threads import apply_thread_policy
-from .machine import Machine, describe_machine
+from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 #: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
 DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
@@ -80,14 +80,11 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["machine"] = self.machine.to_dict()
-        return d
+        return report_dict(self)
 
     def format_lines(self) -> list[str]:
         """A header (machine, load, policy, crops) and one table line per row."""
-        end = " ".join(f"{v:.2f}" for v in self.load_average_end)
-        lines = [f"machine: {self.machine.header()} (end: {end})",
+        lines = [machine_line(self.machine, self.load_average_end),
                  f"threads {self.threads or 'backend default'}; {self.rounds} interleaved rounds after "
                  f"{self.warmup} warm-up calls; crops: {self.crops.get('source', '?')} ({self.crops.get('count')} "
                  f"persons)"]
@@ -221,7 +218,7 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
     finally:
         for runner in runners:
             runner.deactivate()
-    end = describe_machine().load_average
+    end = load_average()
     return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
                        warmup=warmup, batches=batches, crops=crop_info, notes=notes)
 

@@ -7,7 +7,7 @@ works (each client thread opens its own runner). Bounded: a fixed number of requ
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -17,7 +17,7 @@ from ..errors import GtptError
 from ..runners import create_runner
 from ..runners.triton import concurrent_infer
 from ..runtime.crops import person_crops
-from .machine import describe_machine
+from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 
@@ -40,15 +40,15 @@ class ConcurrencyReport:
     artifact: str
     runner: str
     rows: list[ConcurrencyRow]
-    machine: dict
+    machine: Machine
+    load_average_end: tuple[float, float, float]
 
     def to_dict(self) -> dict:
-        return {"artifact": self.artifact, "runner": self.runner, "machine": self.machine,
-                "rows": [asdict(r) for r in self.rows]}
+        return report_dict(self)
 
     def format_lines(self) -> list[str]:
         """The table: one line per concurrency level."""
-        lines = [f"machine: {self.machine.get('cpu')}, load {self.machine.get('load_average')}", f"{self.artifact} [{self.runner}], client-side, {self.rows[0].batch if self.rows else 1} crop(s) "
+        lines = [machine_line(self.machine, self.load_average_end), f"{self.artifact} [{self.runner}], client-side, {self.rows[0].batch if self.rows else 1} crop(s) "
                  f"per request", f"{'clients':>7} {'requests':>8} {'crops/s':>8} {'p50 ms':>8} {'p90 ms':>8}"]
         lines += [f"{r.clients:>7} {r.requests:>8} {r.crops_per_s:8.1f} {r.p50_ms:8.1f} {r.p90_ms:8.1f}"
                   for r in self.rows]
@@ -75,6 +75,7 @@ def bench_concurrency(artifact: str | Path, levels: Sequence[int] = (1, 4, 16), 
     with make() as probe:  # fail fast (server down, wrong name) and learn the runner's description
         probe.infer(crops[:batch] if len(crops) >= batch else np.resize(crops, (batch, *crops.shape[1:])))
         runner = probe.description
+    machine = describe_machine()
     rows = []
     for clients in levels:
         t0 = time.perf_counter()
@@ -84,4 +85,4 @@ def bench_concurrency(artifact: str | Path, levels: Sequence[int] = (1, 4, 16), 
                                    float(np.percentile(lat, 50)), float(np.percentile(lat, 90))))
         if progress:
             progress(f"{clients} client(s): {rows[-1].crops_per_s:.1f} crops/s")
-    return ConcurrencyReport(str(artifact), runner, rows, describe_machine().to_dict())
+    return ConcurrencyReport(str(artifact), runner, rows, machine, load_average())

@@ -45,6 +45,24 @@ class Machine:
                 f"idle threads: OMP_WAIT_POLICY={self.omp_wait_policy}, ORT {spin}")
 
 
+def machine_line(machine: Machine, load_end: tuple[float, float, float]) -> str:
+    """The header line every benchmark report starts with: the machine at the start, the load at the end."""
+    return f"machine: {machine.header()} (end: {' '.join(f'{v:.2f}' for v in load_end)})"
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """A benchmark report dataclass as JSON, its ``machine`` in :meth:`Machine.to_dict` form."""
+    d = asdict(report)
+    d["machine"] = report.machine.to_dict()
+    return d
+
+
+def load_average() -> tuple[float, float, float]:
+    """(1, 5, 15) minute load averages (NaN where the system has none)."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return tuple(round(v, 2) for v in load)  # type: ignore[return-value]
+
+
 def cpu_model_and_flags(cpuinfo: str | None = None) -> tuple[str, list[str]]:
     """(model name, the SPEED_FLAGS present) from /proc/cpuinfo text (read when None); generic on other systems."""
     if cpuinfo is None:
@@ -89,8 +107,7 @@ def _versions() -> dict[str, str]:
 def describe_machine() -> Machine:
     """The current machine, load average and thread policy (call it at the start and the end of a benchmark)."""
     cpu, flags = cpu_model_and_flags()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return Machine(cpu=cpu, flags=flags, logical_cpus=os.cpu_count() or 0, gpus=gpu_names(),
-                   load_average=tuple(round(v, 2) for v in load),  # type: ignore[arg-type]
+                   load_average=load_average(),
                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "unset (library default: spinning)"),
                    ort_spinning=ort_allows_spinning(), versions=_versions())

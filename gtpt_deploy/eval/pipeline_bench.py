@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import GtptError, InputImageError
 from .bench import apply_policy
-from .machine import Machine, describe_machine
+from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 
 class _TimedSource:
@@ -71,13 +71,10 @@ class PipelineReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["machine"] = self.machine.to_dict()
-        return d
+        return report_dict(self)
 
     def format_lines(self) -> list[str]:
-        end = " ".join(f"{v:.2f}" for v in self.load_average_end)
-        return [f"machine: {self.machine.header()} (end: {end})",
+        return [machine_line(self.machine, self.load_average_end),
                 *[f"note: {n}" for n in self.notes],
                 f"{Path(self.artifact).name} [{self.runner}], boxes: {self.box_source}; {self.images} images, "
                 f"{self.persons} persons, flip {self.flip}, batch {self.batch}, read-ahead {self.prefetch}; median "
@@ -152,4 +149,4 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
         images_per_s=len(paths) / med["wall_s"], persons_per_s=persons / med["wall_s"], outside_models_share=outside,
         pose_idle_share=idle,
         pose_calls=int(per_round[-1]["calls"]), padded_crops=int(per_round[-1]["padded"]), machine=machine,
-        load_average_end=describe_machine().load_average, per_round=per_round, notes=notes)
+        load_average_end=load_average(), per_round=per_round, notes=notes)
