@@ -57,9 +57,11 @@ def build_cmd(model: Path, batch: int | None, dynamic_batch: tuple[int, int, int
     Needs an NVIDIA GPU and pip install 'gtpt-deploy[tensorrt]'. Progress goes to stderr.
     Examples:
       gtpt-deploy build export/gtpt_t_coco_b1.onnx
-      gtpt-deploy build export/gtpt_t_coco_bdyn_fp16.onnx --dynamic-batch 1,8,16 -o engines/t_fp16.engine
+      gtpt-deploy build export/gtpt_t_coco_bdyn_fp16.onnx --dynamic-batch 1,8,16 -o engines/t_fp16.engine \\
+          --timing-cache engines/timing.cache --workspace 4 --opt-level 3 --json
       gtpt-deploy build models/gtpt_t_coco.pth --precision fp16 --batch 8
-      gtpt-deploy build models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train2017/
+      gtpt-deploy build models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train2017/ \\
+          --calib-num 512
     """
     from ..errors import GtptError
 

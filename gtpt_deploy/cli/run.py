@@ -51,7 +51,8 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
     Examples:
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run export/gtpt_t_coco_b1.onnx clip.mp4 'shots/*.jpg' --detector rtmdet_nano_person/end2end.onnx
-      gtpt-deploy run export/gtpt_t_coco_b1.onnx 0 --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy run export/gtpt_t_coco_b1.onnx 0 --detector rtmdet_nano_person/end2end.onnx --no-show
+      gtpt-deploy run engines/t_b8_fp16.engine clip.mp4 --device cuda --detector det.onnx --detector-device cuda
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
       gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
