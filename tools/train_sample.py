@@ -8,7 +8,10 @@ Recipe (the paper's training objective, simplified for memorization):
 * the model's own code (``gtpt_deploy.create_model``) in train mode, pruning included;
 * official pre-processing (GT box -> center/scale with x1.25 padding, affine crop to 256x192, RGB, ImageNet norm);
 * every person twice per epoch: as is and horizontally flipped (left/right joints swapped), so the official flip
-  test at evaluation averages two trained views; no random scale/rotation (we want to memorize these crops);
+  test at evaluation averages two trained views;
+* ``--jitter SHIFT,SCALE,ROT``: each epoch, each box is shifted by up to SHIFT of its size, scaled by up to
+  1 +- SCALE and rotated by up to ROT degrees (a fraction of the views stays exact), so the model holds on person
+  detector boxes, which are never exactly the GT boxes; without it the model memorizes exact GT crops only;
 * SimCC targets: a Gaussian over the bins (sigma in bins, label smoothing) per axis; loss = KL(target || softmax),
   averaged over visible keypoints inside the crop;
 * Adam, constant LR after a short warm-up; seeded; CPU or CUDA.
@@ -78,18 +81,42 @@ def _read_rgb(path: Path, cache: dict[Path, np.ndarray]) -> np.ndarray:
     return cache[path]
 
 
-def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 192)):
-    """Crops (N,3,H,W) float32 normalized, joints in crop pixels (N,K,2) and weights (N,K); flipped copies appended."""
+def _affine(center: np.ndarray, scale: np.ndarray, input_size, angle: float = 0.0) -> np.ndarray:
+    """Image -> crop 2x3 affine: the official box affine, then a rotation by ``angle`` degrees about the crop center."""
+    h, w = input_size
+    m = affine_matrix(center, scale, input_size)
+    if angle == 0.0:
+        return m
+    r = cv2.getRotationMatrix2D((w * 0.5, h * 0.5), angle, 1.0)
+    return np.concatenate([r[:, :2] @ m[:, :2], r[:, :2] @ m[:, 2:] + r[:, 2:]], axis=1).astype(np.float32)
+
+
+def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 192), jitter=None,
+                  rng: np.random.Generator | None = None, cache: dict | None = None):
+    """Crops (N,3,H,W) float32 normalized, joints in crop pixels (N,K,2) and weights (N,K); flipped copies appended.
+
+    ``jitter`` = (shift, scale, rot): random box shift (fraction of box w/h), scale factor range and rotation in
+    degrees, drawn from ``rng``; one view in four stays exact so GT-box accuracy is kept.
+    """
     h, w = input_size
     crops, joints, weights = [], [], []
-    cache: dict[Path, np.ndarray] = {}
+    cache = {} if cache is None else cache
     for p in persons:
-        center, scale = box_to_center_scale(p["box"], input_size)
-        m = affine_matrix(center, scale, input_size)
+        box = np.asarray(p["box"], np.float32).copy()
+        angle = 0.0
+        if jitter is not None and rng.random() >= 0.25:
+            shift, scale, rot = jitter
+            box[:2] += rng.uniform(-shift, shift, 2) * box[2:]
+            grow = rng.uniform(1.0 - scale, 1.0 + scale)
+            box[:2] -= (grow - 1.0) * 0.5 * box[2:]
+            box[2:] *= grow
+            angle = float(rng.uniform(-rot, rot)) if rng.random() < 0.5 else 0.0
+        center, scale_ = box_to_center_scale(box, input_size)
+        m = _affine(center, scale_, input_size, angle)
         xy = p["kpts"][:, :2] @ m[:, :2].T + m[:, 2]
         inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         vis = ((p["kpts"][:, 2] > 0) & inside).astype(np.float32)
-        c = crop(_read_rgb(p["image"], cache), center, scale, input_size)
+        c = cv2.warpAffine(_read_rgb(p["image"], cache), m, (w, h), flags=cv2.INTER_LINEAR)
         crops += [c, c[:, ::-1]]
         # A horizontally flipped crop moves pixel x to (W-1) - x and swaps left/right joints; the official flip
         # test (flip back + one-bin shift) undoes exactly this.
@@ -182,6 +209,9 @@ def main() -> None:
     ap.add_argument("--eval", help="ANN.json:IMAGE_DIR scored with AP (GT boxes, flip test) at every save; "
                                    "the best-AP weights become --out")
     ap.add_argument("--target-ap", type=float, default=0.0, help="stop once --eval's AP reaches this")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tune) instead of random")
+    ap.add_argument("--jitter", default="", help="SHIFT,SCALE,ROT box jitter per epoch, e.g. 0.08,0.15,20 "
+                                                 "(fractions of the box, degrees); default: exact GT boxes")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -191,17 +221,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    model = create_model(args.model).to(device).train()
+    model = create_model(args.model, checkpoint=args.init).float().to(device).train()
     cfg = model.cfg
     ds = dataset_for(cfg.num_keypoints)
     persons = []
     for spec in args.data:
         ann, img_dir = spec.split(":", 1)
         persons += load_persons(Path(ann), Path(img_dir), cfg.num_keypoints)
-    x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size)
+    jitter = tuple(float(v) for v in args.jitter.split(",")) if args.jitter else None
+    aug_rng = np.random.default_rng(args.seed)
+    image_cache: dict[Path, np.ndarray] = {}
+    x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size, cache=image_cache)
     bins_x, bins_y = cfg.simcc_bins
     tx = simcc_targets(joints, bins_x, cfg.split_ratio, args.sigma, 0)
     ty = simcc_targets(joints, bins_y, cfg.split_ratio, args.sigma, 1)
+    exact = (x, joints, weights)
     log.info("%s: %d persons -> %d samples (with flips), %d visible joints", cfg.name, len(persons), len(x),
              int(weights.sum()))
 
@@ -216,9 +250,16 @@ def main() -> None:
     meta = {"what": "MEMORIZED sample checkpoint for pipeline tests, NOT a general pose model",
             "trained_on": ", ".join(_rel(d) for d in args.data), "persons": len(persons), "seed": args.seed,
             "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}, batch {args.batch}, flip views"
-                      f"{', bf16 autocast' if args.amp else ''}",
+                      f"{', bf16 autocast' if args.amp else ''}"
+                      f"{f', box jitter shift/scale/rot {args.jitter}' if jitter else ', exact GT boxes'}",
             "tool": "tools/train_sample.py"}
+    if args.init:
+        meta["initialized_from"] = os.path.relpath(args.init)
     for epoch in range(1, args.epochs + 1):
+        if jitter is not None:  # fresh boxes every epoch; targets follow the jittered joints
+            x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size, jitter, aug_rng, image_cache)
+            tx = simcc_targets(joints, bins_x, cfg.split_ratio, args.sigma, 0)
+            ty = simcc_targets(joints, bins_y, cfg.split_ratio, args.sigma, 1)
         perm = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), args.batch):
@@ -236,7 +277,7 @@ def main() -> None:
         msg = f"epoch {epoch} loss {total / len(x):.4f} {minutes:.1f} min"
         last = epoch == args.epochs or (args.max_minutes and minutes >= args.max_minutes)
         if epoch % args.save_every == 0 or last:
-            err = pixel_error(model, x, joints, weights, cfg.split_ratio, device)
+            err = pixel_error(model, *exact[:3], cfg.split_ratio, device)
             msg += f" train-crop error {err:.2f} px"
             meta.update(epochs=epoch, train_minutes=round(minutes, 1), train_crop_error_px=round(err, 3))
             if probe is not None:
