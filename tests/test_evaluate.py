@@ -199,7 +199,9 @@ def test_cli_evaluate_json(coco_files, wb_dir):
     r = runner.invoke(main, ["evaluate", str(coco_files[0]), str(coco_files[1]), "--json"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert set(d) == {"AP", "AP50", "AP75", "APm", "APl", "AR"} and round(d["AP"], 3) == 0.861
+    # All ten stats the table shows (issue 19: AR50/AR75/ARm/ARl were missing from --json).
+    assert set(d) == {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}
+    assert round(d["AP"], 3) == 0.861
 
     r = runner.invoke(main, ["evaluate", str(wb_dir / "coco_wholebody_val_v1.0_5img.json"),
                              str(wb_dir / "originals" / "xtcocoapi_annotations_example_wholebody_preds.json"),
@@ -220,3 +222,13 @@ def test_cli_evaluate_error_is_one_line(tmp_path, coco_files):
     assert r.exit_code == 2
     assert r.output.strip().count("\n") == 0 and r.output.startswith("error:") and "invalid JSON" in r.output
     assert "Examples" in CliRunner().invoke(main, ["evaluate", "--help"]).output
+
+
+def test_cli_evaluate_empty_results_is_not_a_silent_zero(tmp_path, coco_files):
+    """Issue 19: an empty results list printed AP 0.000 with exit 0 and no word; now a warning and exit 1."""
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    r = CliRunner().invoke(main, ["evaluate", str(coco_files[0]), str(empty), "--json"])
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["AP"] == 0.0
+    assert "holds no results" in r.stderr and r.stderr.strip().count("\n") == 0

@@ -126,3 +126,17 @@ def test_traced_graph_is_export_friendly(shared):
             assert abs(value) <= 65504, f"constant {value} exceeds the fp16 range"
     # The model's own buffers and parameters hold no fill values either (fixed positional table, weights only).
     assert all(p.abs().max() <= 65504 for p in model.state_dict().values() if p.is_floating_point())
+
+
+def test_models_json_is_one_object():
+    """Issue 19: ``models --json`` printed a list; every --json prints one object."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+
+    r = CliRunner().invoke(main, ["models", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert isinstance(d, dict) and [m["name"] for m in d["models"]][:3] == ["gtpt_t_coco", "gtpt_s_coco", "gtpt_b_coco"]

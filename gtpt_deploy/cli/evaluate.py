@@ -18,21 +18,28 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
     """COCO keypoint AP of a RESULTS file against an ANN annotation file (COCO or COCO-WholeBody).
 
     \b
-    COCO: pycocotools COCOeval 'keypoints' -> {"AP","AP50","AP75","APm","APl","AR"}.
-    COCO-WholeBody (annotations with foot_kpts): xtcocotools per-part semantics ->
+    COCO: pycocotools COCOeval 'keypoints' -> {"AP","AP50","AP75","APm","APl","AR","AR50","AR75","ARm","ARl"}
+    (the table's ten stats). COCO-WholeBody (annotations with foot_kpts): xtcocotools per-part semantics ->
     {"body","foot","face","lefthand","righthand","wholebody"}, each with the same keys.
     The results are scored as they are (rescoring and OKS NMS belong to the run that wrote them).
+    An empty results list scores AP 0 by definition: that is said on stderr and the exit code is 1.
     Examples:
       gtpt-deploy evaluate person_keypoints_val2017.json results.json
       gtpt-deploy evaluate coco_wholebody_val_v1.0.json results.json --json | jq .wholebody.AP
     """
+    from ..coco import read_json
     from ..eval.metrics import evaluate
 
     metrics = evaluate(ann, results)
     if as_json:
-        echo_json(metrics.to_dict())
+        echo_json(metrics.to_dict(full=True))
     else:
         click.echo(metrics.format_table())
+    if read_json(results, "COCO results") == []:
+        # AP 0 here measures nothing: a run that found no person, or the wrong file. Never a silent 0.000.
+        click.echo(f"warning: {results} holds no results: AP 0 by definition (nothing was scored); "
+                   f"check that the run found persons", err=True)
+        sys.exit(1)
 
 
 @main.command("validate")

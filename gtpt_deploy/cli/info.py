@@ -9,7 +9,7 @@ from .main import echo_json, main
 
 
 @main.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON list instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"models": [...]} instead of a table.')
 def models_cmd(as_json: bool) -> None:
     """List the GTPT variants with keypoints, input size, parameters and GMACs.
 
@@ -18,13 +18,13 @@ def models_cmd(as_json: bool) -> None:
     attention matmuls included (counted once and stored: the table needs no torch).
     Examples:
       gtpt-deploy models
-      gtpt-deploy models --json | jq '.[0]'
+      gtpt-deploy models --json | jq '.models[0]'
     """
     from ..variant_table import variant_rows
 
     rows = variant_rows()
     if as_json:
-        echo_json(rows)
+        echo_json({"models": rows})  # one object, as every --json of the CLI
         return
     header = f"{'name':<18} {'keypoints':>9} {'input (HxW)':>11} {'params (M)':>10} {'GMACs':>7}  description"
     click.echo(header)
