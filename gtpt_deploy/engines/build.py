@@ -18,15 +18,15 @@ ICudaEngine.create_engine_inspector, IEngineInspector.get_engine_information(Lay
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import (Inputs, atomic_path, check_outputs, engine_path, engine_sidecar_path, sha256_file,
+from ..artifacts import (ArtifactSet, Inputs, atomic_path, check_outputs, engine_path, engine_sidecar_path,
                          timing_cache_path)
-from ..artifacts import write_json
 from ..errors import ArtifactError, GtptError
 from ..metadata import load_onnx, read_onnx_meta
 from ..runners import cuda_mem
@@ -132,21 +132,19 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
     del mem  # only needed to select and describe the device; TensorRT allocates what it builds with
     plan, loaded, saved, seconds = _build(api, model_bytes, src, profile, workspace_gib, opt_level, cache, progress)
 
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(plan)
-    try:
-        result = EngineResult(
-            engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=sha256_file(src),
-            engine_sha256=sha256_file(out), engine_bytes=len(plan), tensorrt_version=api.version,
-            gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
-            timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
-            layers=_inspect(api, plan), strongly_typed=True,
-            trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
-            rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
-        write_json(side, result.to_dict())
-    except BaseException:
-        out.unlink(missing_ok=True)  # an engine without its sidecar cannot be run: leave neither
-        raise
+    result = EngineResult(
+        engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=hashlib.sha256(model_bytes).hexdigest(),
+        engine_sha256=hashlib.sha256(plan).hexdigest(), engine_bytes=len(plan), tensorrt_version=api.version,
+        gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
+        timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
+        layers=_inspect(api, plan), strongly_typed=True,
+        trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
+        rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
+    # the commit every artifact set uses: sidecar first, engine last; without --force a name that appeared while
+    # this built (another build to the same -o) is not replaced and nothing of this build is kept
+    with ArtifactSet(force=force, inputs=[src]) as files:
+        files.write_json(side, result.to_dict())
+        files.write_bytes(out, plan)
     return result
 
 

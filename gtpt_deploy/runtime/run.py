@@ -218,7 +218,7 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
         poses: list[ImagePoses] = []
         failures: list[ImageFailure] = []
         stream_summaries: list[StreamSummary] = []
-        drawn = 0
+        drawn_names: list[str] = []
         interrupted = False
         t0 = time.perf_counter()
         image_seconds = image_model = 0.0
@@ -246,7 +246,7 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                                 canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
                                                     result.box_scores)
                                 image_set.write_bytes(out / name, encode_image(canvas, name))  # full disk: one line
-                                drawn += 1
+                                drawn_names.append(name)
                             result.image = None
                             poses.append(result)
                     except KeyboardInterrupt:  # the results so far are written, as the --help promises
@@ -305,14 +305,19 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
             finally:
                 if show:
                     cv2.destroyAllWindows()
-            for so, started in zip(stream_outs, [True] * len(stream_summaries) + [False] * len(stream_outs)):
-                if started:
-                    so.close()
+            started = stream_outs[:len(stream_summaries)]
+            for so in started:
+                so.close()
             description = runner.description
-        finish_folder(out, targets, earlier)
+        # Ctrl-C: the manifest lists what this run wrote, so the earlier run's files it did not replace go (no
+        # results.json beside annotated images of another run)
+        written = targets if not interrupted else (["results.json"] if images else []) + drawn_names + [
+            n for so in started for n in ([so.results_path.name] + ([so.video_path.name] if so.draw else []))]
+        finish_folder(out, written, earlier)
         results_path = out / "results.json" if images is not None else None
         persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
-        return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn,
+        return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path,
+                          len(drawn_names),
                           image_seconds, image_model, out, stream_summaries, interrupted,
                           len(poses) + len(failures))
 
