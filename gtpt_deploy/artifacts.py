@@ -254,7 +254,8 @@ def remove_folders(created: list[Path]) -> None:
 # A temporary is ``.<final name>.<owner pid>.<random>.tmp`` in the destination folder: the rename onto the final
 # name is then atomic (same file system), and a temporary left by a killed process is recognisable and can be
 # removed by the next start once its owner is gone.
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+# A writer that needs the final suffix (OpenCV picks the video container by it) appends it: ``....tmp.mp4``.
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp(?:\.[A-Za-z0-9]+)?$")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -249,3 +249,23 @@ def test_two_builds_to_one_engine_cannot_both_succeed(fake_trt, fake, tmp_path, 
     line = _one_line_error(_invoke(["build", fake, "--batch", "1", "-o", out]))
     assert "created by someone else" in line and out.read_bytes() == b"the other engine"
     assert not (tmp_path / "same.engine.json").exists()
+
+
+def test_partial_video_of_a_killed_run_is_removed_by_the_next_run(fake, tmp_path):
+    """A SIGKILL while a video is written leaves its partial file; it now carries the owner pid like every other
+    temporary, so the next run into that folder removes it (before: `.clip.part.mp4` stayed forever)."""
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+    for _ in range(2):
+        writer.write(np.zeros((64, 96, 3), np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / f".clip.mp4.{_dead_pid()}.part.tmp.mp4"
+    left.write_bytes(b"half a video")
+    res = _invoke(["run", fake, clip, "--out", out, "--no-flip"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == [".gtpt-run.json", "clip.json", "clip.mp4"]

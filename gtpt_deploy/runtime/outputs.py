@@ -112,7 +112,8 @@ class StreamOutput:
 
     @property
     def _part_path(self) -> Path:  # written here, renamed on close: no half-written video under the final name
-        return self.folder / f".{self.name}.part{VIDEO_SUFFIX}"
+        # the temporaries' naming (owner pid): a killed run's partial video is removed by the next start
+        return self.folder / f".{self.name}{VIDEO_SUFFIX}.{os.getpid()}.part.tmp{VIDEO_SUFFIX}"
 
     @property
     def results_path(self) -> Path:
