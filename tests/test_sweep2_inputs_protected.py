@@ -112,6 +112,13 @@ def test_calibrate_never_writes_over_a_file_in_the_images_folder(fake, tmp_path)
     line = _one_line_error(_invoke(["calibrate", fake, "--ann", COCO_VAL_ANN, "--images", images, "--num", "4",
                                     "-o", victim, "--force"]))
     assert "one of the input files" in line and _md5(victim) == before
+    # files in that folder that are not images are not inputs: an earlier output there is replaced with --force
+    earlier = images / "m_int8.onnx"
+    earlier.write_bytes(b"an earlier calibration")
+    res = _invoke(["calibrate", fake, "--ann", COCO_VAL_ANN, "--images", images, "--num", "4", "-o", earlier,
+                   "--force"])
+    assert res.exit_code == 0, res.output
+    assert earlier.read_bytes() != b"an earlier calibration"
 
 
 def test_fp16_output_hard_linked_to_the_source_is_refused(fake, tmp_path):

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import ArtifactSet, calib_paths, check_outputs, sha256_file
+from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, sha256_file
 from ..coco import load_annotations
 from ..errors import GtptError
 from ..export.fp16 import open_fp32_source
 from ..metadata import write_onnx_meta
 from ..runtime.crops import person_crops
+from ..runtime.images import IMAGE_SUFFIXES
 from . import budget as budget_mod
 from .evalset import CropScore, score_crops, session_infer
 from .fusion import FusionReport, cpu_fusion
@@ -110,7 +111,8 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         raise GtptError(f"--max-ap-drop must be >= 0 (AP in 0-1), got {max_ap_drop}")
     if (eval_ann is None) != (eval_images is None):
         raise GtptError("--eval-ann and --eval-images go together; pass both or neither")
-    inputs = [ann, images, eval_ann, eval_images, ranges]
+    # every file this reads is protected from its outputs (images: the image files in the folders)
+    inputs = Inputs([ann, images, eval_ann, eval_images, ranges], folder_suffixes=IMAGE_SUFFIXES)
     src, model, meta, out = open_fp32_source(onnx_model, output, force, "int8", "INT8 calibration", inputs=inputs)
     ranges_path, cache_path = calib_paths(out.with_name(src.name), method)
 
@@ -124,7 +126,7 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         found = from_ort(collect_ranges(model, crops.crops, method), manifest)
         seconds["calibrate"] = time.perf_counter() - t
         # the folder; an existing file was refused or accepted above; never one of the inputs
-        check_outputs((ranges_path, cache_path), True, inputs=[src, *inputs])
+        check_outputs((ranges_path, cache_path), True, inputs=inputs)
     else:
         report(f"reusing ranges {ranges if ranges is not None else ranges_path} (same model, data and method)")
     data = to_ort(found)
@@ -161,7 +163,7 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
     # One set, committed as export's is: ranges and cache first, the model (which marks the set complete) last;
     # any failure (full disk, a lost race for -o without --force) keeps none of them.
-    with ArtifactSet(force=force, inputs=[src, *inputs]) as files:
+    with ArtifactSet(force=force, inputs=inputs) as files:
         if not reused:
             files.write_json(ranges_path, found.to_dict())
             files.write_bytes(cache_path, trt_cache_text(found).encode())

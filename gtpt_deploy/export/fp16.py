@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..artifacts import ArtifactSet, check_outputs, precision_path
+from ..artifacts import ArtifactSet, Inputs, check_outputs, precision_path
 from ..errors import ArtifactError, ExportError
 from ..metadata import ModelMeta, load_onnx, read_onnx_meta, write_onnx_meta
 from . import regions
@@ -97,12 +97,13 @@ def check_reducible(model: Any, meta: ModelMeta, source: str, action: str) -> No
 
 def open_fp32_source(onnx_model: str | os.PathLike[str], output: str | os.PathLike[str] | None, force: bool,
                      precision: str, action: str,
-                     inputs: Sequence[str | os.PathLike[str] | None] = ()) -> tuple[Path, Any, ModelMeta, Path]:
+                     inputs: Inputs | None = None) -> tuple[Path, Any, ModelMeta, Path]:
     """The checks every precision stage starts with -> (source path, its ModelProto, its metadata, output path).
 
     The source must be a gtpt-deploy FP32 ONNX (not already reduced; ArtifactError, one line, for a file that is no
     ONNX model); the output defaults to ``<name>_<precision>.onnx`` beside it, is never the source or one of the
-    other ``inputs`` (annotation file, image folder: :class:`artifacts.Inputs`), and must be writable (``force``).
+    other ``inputs`` (annotation file, image folder: :class:`artifacts.Inputs`, which gets the source added), and
+    must be writable (``force``).
     """
     src = Path(onnx_model)
     if not src.is_file():
@@ -111,7 +112,7 @@ def open_fp32_source(onnx_model: str | os.PathLike[str], output: str | os.PathLi
     meta = read_onnx_meta(model, source=str(src))
     check_reducible(model, meta, str(src), action)
     out = Path(output) if output is not None else precision_path(src, precision)
-    check_outputs([out], force, inputs=[src, *inputs], option="-o")
+    check_outputs([out], force, inputs=(inputs if inputs is not None else Inputs()).add(src), option="-o")
     return src, model, meta, out
 
 
