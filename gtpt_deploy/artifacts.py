@@ -11,13 +11,12 @@ import json
 import logging
 import os
 import re
-import shutil
-import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import ArtifactExistsError, OutputPathError
+from .inputs import Inputs
 
 log = logging.getLogger(__name__)
 
@@ -144,59 +143,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-class Inputs:
-    """The files a command reads, by identity: an output that resolves to one of them (same path, a symlink or a hard
-    link to it, or - for an input folder such as ``--images`` - an existing file under that folder, of one of
-    ``folder_suffixes`` when given) is never written, with or without ``--force``. The one input-protection check
-    every writer uses (:func:`check_outputs` before the work, :class:`ArtifactSet` again at its commit)."""
-
-    def __init__(self, paths: Iterable[str | os.PathLike[str] | None] = (),
-                 folder_suffixes: Iterable[str] | None = None) -> None:
-        self._files: set[tuple[int, int]] = set()       # (device, inode): catches hard links and symlinks
-        self._folders: list[Path] = []
-        self._suffixes = None if folder_suffixes is None else tuple(s.lower() for s in folder_suffixes)
-        for p in paths:
-            self.add(p)
-
-    def add(self, path: str | os.PathLike[str] | None) -> "Inputs":
-        """Protect one more input (None, a missing file or a symlink loop is skipped: its reader reports it)."""
-        if path is None:
-            return self
-        try:
-            st = os.stat(path)                           # follows symlinks
-        except (OSError, ValueError):
-            return self
-        if stat.S_ISDIR(st.st_mode):
-            self._folders.append(Path(path).resolve())
-        else:
-            self._files.add((st.st_dev, st.st_ino))
-        return self
-
-    def __bool__(self) -> bool:
-        return bool(self._files or self._folders)
-
-    def holds(self, target: str | os.PathLike[str]) -> bool:
-        """Whether writing ``target`` would replace an input (a name that does not exist replaces nothing)."""
-        try:
-            st = os.stat(target)
-        except (OSError, ValueError):
-            return False
-        if (st.st_dev, st.st_ino) in self._files:
-            return True
-        if self._folders and not stat.S_ISDIR(st.st_mode):
-            real = Path(target).resolve()
-            if self._suffixes is not None and real.suffix.lower() not in self._suffixes:
-                return False
-            return any(real.is_relative_to(folder) for folder in self._folders)
-        return False
-
-    def check(self, target: Path, option: str = "--output") -> None:
-        """OutputPathError when ``target`` is one of the inputs (never overridable: no --force in the advice)."""
-        if self.holds(target):
-            raise OutputPathError(f"output {target} is one of the input files and would be overwritten; choose an "
-                                  f"output that is not one of the command's inputs (another {option})")
-
-
 def check_outputs(targets: Iterable[Path], force: bool, inputs: "Iterable[str | os.PathLike[str] | None] | Inputs" = (),
                   option: str = "--output") -> None:
     """Check every output before any work starts: an output that *is* one of ``inputs`` is refused, with or without
@@ -296,48 +242,6 @@ def clean_stale_temps(folder: Path) -> list[Path]:
             log.info("removed %s, left by an interrupted earlier run", entry.path)
             removed.append(Path(entry.path))
     return removed
-
-
-# A scratch folder is ``gtpt_<kind>_<owner pid>_<random>`` in the system temp folder: a SIGKILLed run cannot remove
-# its own, so every start removes those whose owner is gone (as with the temporaries above).
-_SCRATCH_RE = re.compile(r"^gtpt_[a-z]+_(\d+)_[A-Za-z0-9_]+$")
-
-
-def clean_stale_scratch(folder: Path | None = None) -> list[Path]:
-    """Remove scratch folders (``gtpt_<kind>_<pid>_<random>``) of this user in ``folder`` (default: the system temp
-    folder) whose owner process is gone -> removed."""
-    folder = Path(folder if folder is not None else tempfile.gettempdir())
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _SCRATCH_RE.match(entry.name)
-        try:
-            mine = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-        except OSError:
-            continue
-        if m and mine and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            log.info("removed %s, left by an interrupted earlier run", entry.path)
-            removed.append(Path(entry.path))
-    return removed
-
-
-@contextlib.contextmanager
-def scratch_dir(kind: str) -> Iterator[Path]:
-    """A private working folder ``<system temp>/gtpt_<kind>_<pid>_<random>`` (``kind``: lower-case letters),
-    removed when the block ends; folders left by killed earlier runs are removed first."""
-    if not kind.isalpha() or not kind.islower():
-        raise ValueError(f"scratch folder kind must be lower-case letters, got {kind!r}")
-    base = Path(tempfile.gettempdir())
-    clean_stale_scratch(base)
-    path = Path(tempfile.mkdtemp(prefix=f"gtpt_{kind}_{os.getpid()}_", dir=base))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_error(path: Path, e: OSError) -> OutputPathError:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gtpt_deploy import artifacts
+from gtpt_deploy import artifacts, scratch
 from gtpt_deploy.cli import main
 from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx
 
@@ -218,7 +218,7 @@ def test_scratch_folder_of_a_sigkilled_process_is_swept(tmp_path):
     script = textwrap.dedent(f"""
         import sys, tempfile, time
         tempfile.tempdir = {str(tmp_path)!r}
-        from gtpt_deploy.artifacts import scratch_dir
+        from gtpt_deploy.scratch import scratch_dir
         with scratch_dir("calib") as path:
             (path / "model.onnx").write_bytes(b"x" * 1000)
             print(path, flush=True)
@@ -228,11 +228,11 @@ def test_scratch_folder_of_a_sigkilled_process_is_swept(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     path = Path(proc.stdout.readline().strip())
     assert path.name.startswith(f"gtpt_calib_{proc.pid}_") and path.is_dir()
-    assert artifacts.clean_stale_scratch(tmp_path) == []            # alive: kept
+    assert scratch.clean_stale_scratch(tmp_path) == []            # alive: kept
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert path.is_dir()                                            # SIGKILL: nothing could clean up
-    assert artifacts.clean_stale_scratch(tmp_path) == [path] and not path.exists()
+    assert scratch.clean_stale_scratch(tmp_path) == [path] and not path.exists()
 
 
 def test_two_builds_to_one_engine_cannot_both_succeed(fake_trt, fake, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import scratch_dir
+from ..scratch import scratch_dir
 
 INTEGER_OPS = ("QLinearMatMul", "QGemm", "QLinearConv", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
                "MatMulInteger", "ConvInteger", "QAttention")

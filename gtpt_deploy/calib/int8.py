@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifacts import scratch_dir
+from ..scratch import scratch_dir
 from ..errors import GtptError
 from ..export import regions
 
