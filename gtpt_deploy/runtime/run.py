@@ -212,6 +212,8 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
         log.warning(WHOLE_IMAGE_NOTE)
     earlier, created = check_folder(out, targets, force, inputs=protected)
 
+    # the work itself, as a function: whatever ends it early (an error, a failed model load), the folder this run
+    # created is removed again when nothing was written into it
     def work() -> RunSummary:
         log.info("writing to %s", out)
         thr = DEFAULT_KPT_THR if kpt_thr is None else kpt_thr
