@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import ArtifactExistsError, OutputPathError
+from .inputs import Inputs
 
 log = logging.getLogger(__name__)
 
@@ -142,51 +143,74 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _file_key(path: Path) -> tuple[int, int] | Path:
-    """(device, inode) of an existing file (catches hard links and symlinks), else its absolute, resolved path."""
-    try:
-        st = path.stat()
-        return (st.st_dev, st.st_ino)
-    except OSError:
-        return path.resolve()
-
-
-def check_outputs(targets: Iterable[Path], force: bool, inputs: Iterable[Path] = (), option: str = "--output") -> None:
+def check_outputs(targets: Iterable[Path], force: bool, inputs: "Iterable[str | os.PathLike[str] | None] | Inputs" = (),
+                  option: str = "--output") -> None:
     """Check every output before any work starts: an output that *is* one of ``inputs`` is refused, with or without
-    ``force`` (a user's photos are never overwritten); then :func:`check_writable` for each."""
-    protected = {_file_key(Path(p)) for p in inputs}
+    ``force`` (an input file is never overwritten, see :class:`Inputs`); then :func:`check_writable` for each."""
+    protected = inputs if isinstance(inputs, Inputs) else Inputs(inputs)
     for target in targets:
-        if protected and _file_key(target) in protected:
-            raise OutputPathError(f"output {target} is one of the input files and would be overwritten; choose an "
-                                  f"output folder that does not hold the inputs (another {option})")
-        check_writable(target, force, option)
+        protected.check(Path(target), option)
+        check_writable(Path(target), force, option)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if os.path.lexists(parent):
+            return parent
+    return Path("/")
 
 
 def check_writable(path: Path, force: bool, option: str = "--output") -> None:
     """Refuse an existing output without ``force`` and an output folder that cannot be created or written.
 
-    ``option`` is the command's name for the output (``--output``, ``--out``) used in the messages. Also removes stale temporaries of crashed earlier runs from the folder (:func:`clean_stale_temps`).
+    ``option`` is the command's name for the output (``--output``, ``--out``) used in the messages. A missing
+    folder is not created here (a command that then fails must not leave an empty folder behind): the writer
+    (:class:`ArtifactSet`) creates it. Also removes stale temporaries of crashed earlier runs from the folder
+    (:func:`clean_stale_temps`).
     """
+    path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"output {path} is a folder; pass a file name as {option}")
     if path.exists() and not force:
         raise ArtifactExistsError(f"output {path} already exists; pass --force to overwrite it or choose another "
-                                  f"{option}")
+                                  f"{option}", path=path)
+    folder = path.parent if path.parent.is_dir() else _existing_ancestor(path)
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot create output folder {path.parent}: {folder} is not a folder; choose a "
+                              f"writable {option}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"output folder {folder} is not writable; choose a writable {option}")
+    if folder == path.parent:
+        clean_stale_temps(path.parent)
+
+
+def make_folders(folder: Path, option: str = "--output") -> list[Path]:
+    """Create ``folder`` and its missing parents -> the folders created (outermost first), for
+    :func:`remove_folders` when the command fails. OutputPathError when it cannot be created."""
+    missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not os.path.lexists(p)][::-1]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputPathError(f"cannot create output folder {path.parent}: {e.strerror}; choose a writable "
+        raise OutputPathError(f"cannot create output folder {folder}: {e.strerror}; choose a writable "
                               f"{option}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"output folder {path.parent} is not writable; choose a writable {option}")
-    clean_stale_temps(path.parent)
+    return missing
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove the folders :func:`make_folders` created, innermost first, as long as they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 # ------------------------------------------------------------------------------------- temporaries and commits
 # A temporary is ``.<final name>.<owner pid>.<random>.tmp`` in the destination folder: the rename onto the final
 # name is then atomic (same file system), and a temporary left by a killed process is recognisable and can be
 # removed by the next start once its owner is gone.
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
+# A writer that needs the final suffix (OpenCV picks the video container by it) appends it: ``....tmp.mp4``.
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp(?:\.[A-Za-z0-9]+)?$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -232,19 +256,24 @@ def _write(tmp: Path, data: bytes) -> None:
 
 
 class ArtifactSet:
-    """Output files that appear together or not at all (a model and its report; annotated images and results.json).
+    """Output files that appear together or not at all (a model and its report; annotated images and results.json;
+    ranges, cache and the INT8 model).
 
-    Each file is written to a temporary in its destination folder; :meth:`commit` then moves them onto their names
-    in the order they were added (add the file that marks the set complete - the model, results.json - last).
-    Without ``force`` the move is a hard link, which fails atomically when the name exists (two concurrent writers
-    cannot both succeed; the loser's files are removed). As a context manager it commits on success and removes its
+    Each file is written to a temporary in its destination folder (created when missing, and removed again when
+    the set is discarded); :meth:`commit` then moves them onto their names in the order they were added (add the
+    file that marks the set complete - the model, results.json - last). Without ``force`` the move is a hard link,
+    which fails atomically when the name exists (two concurrent writers cannot both succeed; the loser's files are
+    removed). ``inputs`` (:class:`Inputs`) are checked again at the commit: a name that meanwhile became one of the
+    command's inputs is refused even with ``force``. As a context manager it commits on success and removes its
     temporaries on any exception (Ctrl-C included).
     """
 
-    def __init__(self, force: bool = False) -> None:
+    def __init__(self, force: bool = False, inputs: "Inputs | Iterable[str | os.PathLike[str] | None]" = ()) -> None:
         self.force = force
+        self.inputs = inputs if isinstance(inputs, Inputs) else Inputs(inputs)
         self._files: list[tuple[Path, Path]] = []          # (temporary, final path)
         self._cleaned: set[Path] = set()
+        self._created: list[Path] = []                     # folders this set made (removed again on discard)
 
     def __enter__(self) -> "ArtifactSet":
         return self
@@ -255,10 +284,15 @@ class ArtifactSet:
         else:
             self.discard()
 
+    def __len__(self) -> int:
+        return len(self._files)
+
     def temp(self, path: Path) -> Path:
-        """A new temporary for ``path`` (its folder must exist); OutputPathError when it cannot be created."""
+        """A new temporary for ``path`` (its folder is created if missing); OutputPathError when it cannot be."""
         path = Path(path)
         if path.parent not in self._cleaned:
+            if not path.parent.is_dir():
+                self._created += make_folders(path.parent)
             clean_stale_temps(path.parent)
             self._cleaned.add(path.parent)
         try:
@@ -288,8 +322,16 @@ class ArtifactSet:
         self.write_bytes(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
     def commit(self) -> None:
-        """Move every temporary onto its final name, in order; ArtifactExistsError (nothing kept) on a lost race."""
+        """Move every temporary onto its final name, in order; ArtifactExistsError (nothing kept) on a lost race,
+        OutputPathError (nothing kept) when a name is one of the inputs."""
+        for _, path in self._files:                 # before the first move: all or nothing
+            try:
+                self.inputs.check(path)
+            except OutputPathError:
+                self.discard()
+                raise
         done: list[Path] = []
+        first = self._files[0][1] if self._files else Path(".")
         try:
             for tmp, path in self._files:
                 if self.force:
@@ -304,17 +346,21 @@ class ArtifactSet:
             self.discard()
             if isinstance(e, FileExistsError):
                 raise ArtifactExistsError(f"output {e.filename} was created by someone else while this ran; nothing "
-                                          f"was kept - pass --force to overwrite it or choose another output") from None
+                                          f"was kept - pass --force to overwrite it or choose another output",
+                                          path=e.filename) from None
             if isinstance(e, OSError):
-                raise _write_error(Path(e.filename or self._files[0][1]), e) from None
+                raise _write_error(Path(e.filename or first), e) from None
             raise
+        self._created = []                   # committed: the folders hold the artifacts now
         self.discard()
 
     def discard(self) -> None:
-        """Remove the temporaries (the committed files are not touched)."""
+        """Remove the temporaries and the folders this set created, if empty (committed files are not touched)."""
         for tmp, _ in self._files:
             tmp.unlink(missing_ok=True)
         self._files = []
+        remove_folders(self._created)
+        self._created = []
 
 
 def _link_new(tmp: Path, path: Path) -> None:
@@ -333,14 +379,15 @@ def _link_new(tmp: Path, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, force: bool = True) -> Iterator[Path]:
+def atomic_path(path: Path, force: bool = True,
+                inputs: "Inputs | Iterable[str | os.PathLike[str] | None]" = ()) -> Iterator[Path]:
     """Yield a temporary path in the destination folder; move it onto ``path`` only if the block succeeds.
 
     On any exception the temporary file is removed, so a failed stage leaves nothing behind. Without ``force`` an
     existing ``path`` (even one created while the block ran) is never replaced. An OSError of the block while
     writing (full disk, read-only file system) becomes a one-line OutputPathError.
     """
-    with ArtifactSet(force=force) as files:
+    with ArtifactSet(force=force, inputs=inputs) as files:
         tmp = files.temp(path)
         try:
             yield tmp

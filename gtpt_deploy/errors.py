@@ -23,7 +23,11 @@ class CheckpointError(GtptError):
 
 
 class ArtifactExistsError(GtptError):
-    """An output file exists and overwriting was not allowed."""
+    """An output file exists and overwriting was not allowed (``path``: that file, when known)."""
+
+    def __init__(self, message: str, path: object = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class OutputPathError(GtptError):

@@ -142,15 +142,30 @@ def _is_finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def load_onnx(model: "str | Path | bytes", source: str | None = None) -> "onnx.ModelProto":
+    """An ONNX file (path) or serialized bytes -> ModelProto (external data not loaded). ArtifactError, one line,
+    for anything that is no ONNX model (a truncated file, a text file named .onnx): the one check every stage that
+    reads an ONNX file uses."""
+    import onnx
+
+    name = source or (str(model) if isinstance(model, (str, Path)) else "ONNX model")
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            return onnx.load_from_string(bytes(model))
+        return onnx.load(str(model), load_external_data=False)
+    except OSError as e:
+        raise ArtifactError(f"cannot read {name}: {e.strerror or e}; pass an existing .onnx file") from None
+    except Exception as e:  # protobuf's DecodeError, ValueError, ... depending on the damage: not a model file
+        raise ArtifactError(f"{name} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
+
+
 def read_onnx_meta(model: "onnx.ModelProto | str | Path | bytes", source: str | None = None) -> ModelMeta:
     """The ``ModelMeta`` of an ONNX model given as a ModelProto, serialized bytes or a path."""
     import onnx
 
-    if isinstance(model, (str, Path)):
-        source = source or str(model)
-        model = onnx.load(str(model), load_external_data=False)
-    elif isinstance(model, (bytes, bytearray)):
-        model = onnx.load_from_string(bytes(model))
+    if isinstance(model, (str, Path, bytes, bytearray)):
+        source = source or (str(model) if isinstance(model, (str, Path)) else None)
+        model = load_onnx(model, source=source)
     return ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, source=source or "ONNX model")
 
 

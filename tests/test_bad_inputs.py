@@ -215,25 +215,26 @@ def test_export_loses_a_race_for_its_output_without_force(seed0_t_checkpoint, tm
 
 
 # ------------------------------------------------------------------------------------------- 3. half-written
-def test_run_interrupted_midway_leaves_no_new_outputs(fake, photos, tmp_path, monkeypatch):
+def test_run_interrupted_midway_keeps_a_consistent_set(fake, photos, tmp_path, monkeypatch):
+    """Ctrl-C (issue 21, finding 7): the results so far are written, and the earlier run's files are not mixed in."""
     import gtpt_deploy.runtime.draw as draw
 
     out = tmp_path / "out"
     assert _invoke(["run", fake, photos / "zidane.jpg", "--out", out, "--no-flip"]).exit_code == 0
-    before = _snapshot(out)
     calls = []
     real = draw.draw_poses
 
     def interrupted(*a, **k):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt            # Ctrl-C while the second image is drawn
+            raise KeyboardInterrupt            # Ctrl-C while the second image (zidane.jpg) is drawn
         return real(*a, **k)
 
     monkeypatch.setattr(draw, "draw_poses", interrupted)
     res = _invoke(["run", fake, photos, "--out", out, "--force", "--no-flip"])
-    assert res.exit_code != 0 and len(calls) == 2
-    assert _snapshot(out) == before            # the old set, untouched: no new image, no stale-vs-new mix
+    assert res.exit_code == 0 and len(calls) == 2 and "stopped by Ctrl-C" in res.stdout
+    assert sorted(_snapshot(out)) == [".gtpt-run.json", "grace_hopper.jpg", "results.json"]   # earlier zidane gone
+    assert {r["file_name"] for r in json.loads((out / "results.json").read_text())} == {"grace_hopper.jpg"}
 
 
 def test_run_full_disk_is_reported_and_nothing_is_kept(fake, photos, tmp_path, monkeypatch):
@@ -247,7 +248,7 @@ def test_run_full_disk_is_reported_and_nothing_is_kept(fake, photos, tmp_path, m
     monkeypatch.setattr(artifacts, "_write", full_disk)
     line = _one_line_error(_invoke(["run", fake, photos, "--out", out, "--no-flip"]))
     assert "zidane.jpg" in line and "No space left on device" in line
-    assert list(out.iterdir()) == []
+    assert not out.exists()                    # not even the folder it had created (issue 19)
 
 
 # ------------------------------------------------------------------------------------------- 4. tracebacks

@@ -15,18 +15,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import atomic_path, calib_paths, check_writable, sha256_file
+from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, sha256_file
 from ..coco import load_annotations
 from ..errors import GtptError
 from ..export.fp16 import open_fp32_source
 from ..metadata import write_onnx_meta
 from ..runtime.crops import person_crops
+from ..runtime.images import IMAGE_SUFFIXES
 from . import budget as budget_mod
 from .evalset import CropScore, score_crops, session_infer
 from .fusion import FusionReport, cpu_fusion
 from .int8 import Int8Recipe, collect_ranges, method_options, quantize, quantized_nodes
-from .ranges import Manifest, Ranges, check_reusable, from_ort, read_ranges, to_ort, trt_cache_text, write_ranges, \
-    write_trt_cache
+from .ranges import Manifest, Ranges, check_reusable, from_ort, read_ranges, to_ort, trt_cache_text
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +105,15 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     Returns:
         :class:`CalibrationResult`. Raises GtptError subclasses (one line) on bad input or a missed budget.
     """
-    import onnx
-
     t0 = time.perf_counter()
     recipe = Int8Recipe(target, method)
     if max_ap_drop is not None and max_ap_drop < 0:
         raise GtptError(f"--max-ap-drop must be >= 0 (AP in 0-1), got {max_ap_drop}")
     if (eval_ann is None) != (eval_images is None):
         raise GtptError("--eval-ann and --eval-images go together; pass both or neither")
-    src, model, meta, out = open_fp32_source(onnx_model, output, force, "int8", "INT8 calibration")
+    # every file this reads is protected from its outputs (images: the image files in the folders)
+    inputs = Inputs([ann, images, eval_ann, eval_images, ranges], folder_suffixes=IMAGE_SUFFIXES)
+    src, model, meta, out = open_fp32_source(onnx_model, output, force, "int8", "INT8 calibration", inputs=inputs)
     ranges_path, cache_path = calib_paths(out.with_name(src.name), method)
 
     crops = person_crops(ann, images, num=num, seed=seed, input_size=tuple(meta.input_size))
@@ -125,8 +125,8 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         report(f"calibrating on {len(crops)} crops ({method})")
         found = from_ort(collect_ranges(model, crops.crops, method), manifest)
         seconds["calibrate"] = time.perf_counter() - t
-        for p in (ranges_path, cache_path):
-            check_writable(p, True)           # the folder; an existing file was refused or accepted above
+        # the folder; an existing file was refused or accepted above; never one of the inputs
+        check_outputs((ranges_path, cache_path), True, inputs=inputs)
     else:
         report(f"reusing ranges {ranges if ranges is not None else ranges_path} (same model, data and method)")
     data = to_ort(found)
@@ -161,11 +161,13 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
             "eval": None if fp32 is None else {"ann": str(eval_ann or ann), "fp32_AP": fp32.ap, "int8_AP": int8.ap},
             "max_ap_drop": max_ap_drop, "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
     write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
-    with atomic_path(out) as tmp:
-        onnx.save(qmodel, str(tmp))
-    if not reused:
-        write_ranges(ranges_path, found)
-        write_trt_cache(cache_path, trt_cache_text(found))
+    # One set, committed as export's is: ranges and cache first, the model (which marks the set complete) last;
+    # any failure (full disk, a lost race for -o without --force) keeps none of them.
+    with ArtifactSet(force=force, inputs=inputs) as files:
+        if not reused:
+            files.write_json(ranges_path, found.to_dict())
+            files.write_bytes(cache_path, trt_cache_text(found).encode())
+        files.write_bytes(out, qmodel.SerializeToString())
     seconds["total"] = time.perf_counter() - t0
     return CalibrationResult(out, src, Path(ranges) if ranges is not None else ranges_path, cache_path, reused,
                              recipe, len(layers), len(quantized_nodes(model, Int8Recipe(target, method, ()))),

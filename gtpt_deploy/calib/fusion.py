@@ -8,11 +8,12 @@ session writes (``SessionOptions.optimized_model_filepath``) shows which happene
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..scratch import scratch_dir
 
 INTEGER_OPS = ("QLinearMatMul", "QGemm", "QLinearConv", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
                "MatMulInteger", "ConvInteger", "QAttention")
@@ -51,7 +52,7 @@ def cpu_fusion(qmodel: Any, threads: int = 1) -> FusionReport:
     import onnx
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="gtpt_fusion_") as tmp:
+    with scratch_dir("fusion") as tmp:
         out = Path(tmp) / "optimized.onnx"
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..scratch import scratch_dir
 from ..errors import GtptError
 from ..export import regions
 
@@ -134,7 +134,7 @@ def collect_ranges(model: Any, crops: np.ndarray, method: str) -> Any:
     opts = method_options(method)
     static = _static_batch(model)
     reader = _Reader(model.graph.input[0].name, crops, static or CALIB_BATCH, static is not None)
-    with tempfile.TemporaryDirectory(prefix="gtpt_calib_") as tmp:
+    with scratch_dir("calib") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
         with _quiet_ort_advice():
@@ -175,7 +175,7 @@ def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
         # TensorRT's Q/DQ take int8/fp8/int4, not the int32 a quantized bias would need.
         extra.update(OpTypesToExcludeOutputQuantization=list(regions.WEIGHT_OPS), QuantizeBias=False)
     # cpu: outputs stay quantized, as ONNX Runtime fuses Q->op->Q chains into QLinearConv / QLinearMatMul / QGemm.
-    with tempfile.TemporaryDirectory(prefix="gtpt_quant_") as tmp:
+    with scratch_dir("quant") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(tensors_data, cache)   # cached ranges: quantize_static skips its own calibration
         out, src = Path(tmp) / "int8.onnx", Path(tmp) / "fp32.onnx"

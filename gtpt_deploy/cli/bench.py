@@ -71,6 +71,10 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
       gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
       gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
     """
+    from ..runners.base import check_batch_size
+
+    for b in batches:                            # every mode, before any artifact is opened
+        check_batch_size(b)
     say = (lambda line: click.echo(line, err=True))
     if concurrency is not None:
         if len(artifacts) != 1 or images is not None:

@@ -28,7 +28,7 @@ def _parse_dynamic(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--workspace", "workspace_gib", type=float, default=4.0, show_default=True,
               help="TensorRT workspace memory pool limit, GiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              show_default="timing.cache beside the engine", help="Timing cache file: read, then updated.")
+              show_default="timing.cache beside the engine", help="Timing cache file: read, then updated (a new name or a cache an earlier build wrote).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=3, show_default=True,
               help="Builder optimization level (higher: longer build, maybe faster engine).")
 @click.option("--gpu", type=click.IntRange(min=0), default=0, show_default=True, help="CUDA device to build on.")
@@ -42,7 +42,8 @@ def _parse_dynamic(ctx: click.Context, param: click.Parameter, value: str | None
               help="--precision int8: how many calibration crops (seeded selection).")
 @click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="--precision int8: the annotation file's image folder.")
-@click.option("--force", is_flag=True, help="Overwrite an existing engine / sidecar (and intermediate ONNX files).")
+@click.option("--force", is_flag=True,
+              help="Overwrite an existing engine / sidecar (and remake the intermediate ONNX files under export/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecar as one JSON object on stdout.")
 def build_cmd(model: Path, batch: int | None, dynamic_batch: tuple[int, int, int] | None, workspace_gib: float,
               timing_cache: Path | None, opt_level: int, gpu: int, output: Path | None, precision: str | None,

@@ -18,16 +18,17 @@ ICudaEngine.create_engine_inspector, IEngineInspector.get_engine_information(Lay
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import atomic_path, check_writable, engine_path, engine_sidecar_path, sha256_file, timing_cache_path
-from ..artifacts import write_json
+from ..artifacts import (ArtifactSet, Inputs, atomic_path, check_outputs, engine_path, engine_sidecar_path,
+                         timing_cache_path)
 from ..errors import ArtifactError, GtptError
-from ..metadata import read_onnx_meta
+from ..metadata import load_onnx, read_onnx_meta
 from ..runners import cuda_mem
 from ..runners.trt_api import TensorRT, load_tensorrt
 from .report import EngineProfile, EngineResult, Spinner, layer_summary, trtexec_command
@@ -45,12 +46,7 @@ class BuildError(GtptError):
 
 def _onnx_input(model_bytes: bytes, source: Path) -> tuple[str, int | None, tuple[int, int, int]]:
     """(input name, static batch or None, (C, H, W)) of the one graph input."""
-    import onnx
-
-    try:
-        model = onnx.load_from_string(model_bytes)
-    except Exception as e:  # onnx raises DecodeError / ValueError depending on the damage
-        raise ArtifactError(f"{source} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
+    model = load_onnx(model_bytes, source=str(source))   # one line for a truncated / non-ONNX file
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -127,31 +123,39 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
     side = engine_sidecar_path(out)
     if out.suffix.lower() not in (".engine", ".plan"):
         raise GtptError(f"engine output must end in .engine or .plan, got {out.name}")
-    for p in (out, side):
-        check_writable(p, force)
+    check_outputs((out, side), force, inputs=[src], option="-o")
     cache = Path(timing_cache) if timing_cache is not None else timing_cache_path(out)
+    _check_timing_cache(cache, src, out, side)
 
     api = load_tensorrt()
     mem, gpu_info = cuda_mem.open_gpu(gpu)
     del mem  # only needed to select and describe the device; TensorRT allocates what it builds with
     plan, loaded, saved, seconds = _build(api, model_bytes, src, profile, workspace_gib, opt_level, cache, progress)
 
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(plan)
-    try:
-        result = EngineResult(
-            engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=sha256_file(src),
-            engine_sha256=sha256_file(out), engine_bytes=len(plan), tensorrt_version=api.version,
-            gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
-            timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
-            layers=_inspect(api, plan), strongly_typed=True,
-            trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
-            rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
-        write_json(side, result.to_dict())
-    except BaseException:
-        out.unlink(missing_ok=True)  # an engine without its sidecar cannot be run: leave neither
-        raise
+    result = EngineResult(
+        engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=hashlib.sha256(model_bytes).hexdigest(),
+        engine_sha256=hashlib.sha256(plan).hexdigest(), engine_bytes=len(plan), tensorrt_version=api.version,
+        gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
+        timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
+        layers=_inspect(api, plan), strongly_typed=True,
+        trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
+        rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
+    # the commit every artifact set uses: sidecar first, engine last; without --force a name that appeared while
+    # this built (another build to the same -o) is not replaced and nothing of this build is kept
+    with ArtifactSet(force=force, inputs=[src]) as files:
+        files.write_json(side, result.to_dict())
+        files.write_bytes(out, plan)
     return result
+
+
+def _check_timing_cache(cache: Path, src: Path, out: Path, side: Path) -> None:
+    """The timing cache is read and then rewritten: it must not be the ONNX (by identity), the engine or its
+    sidecar; an existing file that is no timing cache is refused in :func:`_build` before anything is written."""
+    if cache.is_dir():
+        raise GtptError(f"--timing-cache {cache} is a folder; pass a file name (e.g. {cache / 'timing.cache'})")
+    Inputs([src]).check(cache, "--timing-cache")
+    if cache.absolute() in (out.absolute(), side.absolute()) or (cache.exists() and Inputs([out, side]).holds(cache)):
+        raise GtptError(f"--timing-cache {cache} is this build's engine or sidecar; choose another --timing-cache")
 
 
 def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile, workspace_gib: float,
@@ -180,7 +184,16 @@ def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile,
         raise BuildError(f"TensorRT rejected the optimization profile {profile.to_dict()} for {src.name}")
 
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    cache = config.create_timing_cache(blob)
+    errors = len(logger.errors)
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:  # noqa: BLE001 - whatever the bindings raise for a foreign blob, it is not a cache
+        cache = None
+    if blob and (cache is None or len(logger.errors) > errors):
+        # the build would replace this file with a fresh cache: refuse before anything is written
+        raise ArtifactError(f"--timing-cache {cache_path} is not a TensorRT timing cache (TensorRT "
+                            f"{api.version} cannot read it); name a new file (it is created) or one written by an "
+                            f"earlier build")
     # ignore_mismatch=False: a cache from another GPU or TensorRT version is not applied (TensorRT says so)
     config.set_timing_cache(cache, False)
 
@@ -194,7 +207,7 @@ def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile,
 
     saved = bytes(config.get_timing_cache().serialize())
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache_path) as tmp:
+    with atomic_path(cache_path, inputs=[src]) as tmp:
         tmp.write_bytes(saved)
     return data, len(blob), len(saved), spin.seconds
 

@@ -7,13 +7,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import GtptError
+from ..artifacts import precision_path
+from ..errors import ArtifactExistsError, GtptError
 from ..runners import cuda_mem
 from ..runners.trt_api import load_tensorrt
 from .build import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_GIB, build_engine
 from .report import EngineResult
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _intermediate_exists(existing: Path, precision: str) -> ArtifactExistsError:
+    """Advice that works when an intermediate ONNX is in the way: the intermediates have fixed places (export/ in
+    the current folder), so -o does not move them; --force remakes them, or the engine is built from that file."""
+    steps = {"fp32": f"gtpt-deploy build {existing}",
+             "fp16": f"gtpt-deploy fp16 {existing}, then gtpt-deploy build {precision_path(existing, 'fp16')}",
+             "int8": f"gtpt-deploy calibrate {existing} --ann ... --images ..., then gtpt-deploy build "
+                     f"{precision_path(existing, 'int8')}"}[precision]
+    return ArtifactExistsError(f"intermediate {existing} already exists (intermediates go to their default place "
+                               f"{existing.parent}, -o names only the engine); pass --force to remake the "
+                               f"intermediates, or build from the existing file if it is this checkpoint's: "
+                               f"{steps}", path=existing)
 
 
 def build_from_checkpoint(checkpoint: str | os.PathLike[str], precision: str = "fp32", *,
@@ -50,12 +64,18 @@ def build_from_checkpoint(checkpoint: str | os.PathLike[str], precision: str = "
     from ..export import export_onnx
     from ..export.fp16 import convert_fp16
 
-    exported = export_onnx(checkpoint, batch=None if dynamic_batch else (batch or 1),
-                           dynamic_batch=dynamic_batch is not None, force=force)
+    try:
+        exported = export_onnx(checkpoint, batch=None if dynamic_batch else (batch or 1),
+                               dynamic_batch=dynamic_batch is not None, force=force)
+    except ArtifactExistsError as e:
+        raise _intermediate_exists(Path(str(e.path or "export/?.json")).with_suffix(".onnx"), precision) from None
     onnx = Path(exported.onnx_path)
-    if precision == "fp16":
-        onnx = convert_fp16(onnx, force=force).output
-    elif precision == "int8":
-        onnx = calibrate_int8(onnx, calib_ann, calib_images, num=calib_num, force=force).output
+    try:
+        if precision == "fp16":
+            onnx = convert_fp16(onnx, force=force).output
+        elif precision == "int8":
+            onnx = calibrate_int8(onnx, calib_ann, calib_images, num=calib_num, force=force).output
+    except ArtifactExistsError:
+        raise _intermediate_exists(precision_path(onnx, precision), "fp32") from None
     return build_engine(onnx, dynamic_batch=dynamic_batch, workspace_gib=workspace_gib, timing_cache=timing_cache,
                         opt_level=opt_level, gpu=gpu, output=output, force=force, progress=progress)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import GtptError
 from ..runners import backends_for, create_runner
+from ..runners.base import check_batch_size
 from ..threads import apply_thread_policy
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
@@ -188,6 +189,8 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
         raise GtptError(f"expected batch sizes >= 1, got {list(batches)}")
+    for b in batches:
+        check_batch_size(b)                      # before any runner is opened or any crop tiled
     if rounds < 1 or warmup < 0:
         raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {rounds} and {warmup}")
     entries = bench_entries(artifacts, torch_compile, device, provider)

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..artifacts import atomic_path, check_writable, precision_path
+from ..artifacts import ArtifactSet, Inputs, check_outputs, precision_path
 from ..errors import ArtifactError, ExportError
-from ..metadata import ModelMeta, read_onnx_meta, write_onnx_meta
+from ..metadata import ModelMeta, load_onnx, read_onnx_meta, write_onnx_meta
 from . import regions
 
 log = logging.getLogger(__name__)
@@ -96,24 +96,23 @@ def check_reducible(model: Any, meta: ModelMeta, source: str, action: str) -> No
 
 
 def open_fp32_source(onnx_model: str | os.PathLike[str], output: str | os.PathLike[str] | None, force: bool,
-                     precision: str, action: str) -> tuple[Path, Any, ModelMeta, Path]:
+                     precision: str, action: str,
+                     inputs: Inputs | None = None) -> tuple[Path, Any, ModelMeta, Path]:
     """The checks every precision stage starts with -> (source path, its ModelProto, its metadata, output path).
 
-    The source must be a gtpt-deploy FP32 ONNX (not already reduced); the output defaults to
-    ``<name>_<precision>.onnx`` beside it, is never the source itself, and must be writable (``force``).
+    The source must be a gtpt-deploy FP32 ONNX (not already reduced; ArtifactError, one line, for a file that is no
+    ONNX model); the output defaults to ``<name>_<precision>.onnx`` beside it, is never the source or one of the
+    other ``inputs`` (annotation file, image folder: :class:`artifacts.Inputs`, which gets the source added), and
+    must be writable (``force``).
     """
-    import onnx
-
     src = Path(onnx_model)
     if not src.is_file():
         raise ArtifactError(f"ONNX model {src} does not exist; pass the FP32 .onnx written by 'gtpt-deploy export'")
-    model = onnx.load(str(src))
+    model = load_onnx(src)
     meta = read_onnx_meta(model, source=str(src))
     check_reducible(model, meta, str(src), action)
     out = Path(output) if output is not None else precision_path(src, precision)
-    if out.resolve() == src.resolve():
-        raise ArtifactError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
-    check_writable(out, force)
+    check_outputs([out], force, inputs=(inputs if inputs is not None else Inputs()).add(src), option="-o")
     return src, model, meta, out
 
 
@@ -157,8 +156,10 @@ def convert_fp16(onnx_model: str | os.PathLike[str], output: str | os.PathLike[s
     recipe = {"islands": counts, "island_regions": list(islands), "converter": "onnxruntime.transformers.float16",
               "keep_io_types": True}
     write_onnx_meta(fp16, replace(meta, precision="fp16", extra={**dict(meta.extra), "fp16": recipe}))
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(fp16.SerializeToString())
+    # the commit every artifact uses: without --force, a file that appeared meanwhile (another fp16 to the same
+    # -o) is not replaced and this conversion fails instead
+    with ArtifactSet(force=force, inputs=[src]) as files:
+        files.write_bytes(out, fp16.SerializeToString())
     seconds = time.perf_counter() - t0
     log.debug("fp16: %d of %d nodes kept in FP32", fp32_nodes, len(fp16.graph.node))
     return Fp16Result(out, src, counts, fp32_nodes, len(fp16.graph.node), biggest, out.stat().st_size, seconds)

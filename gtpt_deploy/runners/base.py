@@ -19,6 +19,23 @@ import numpy as np
 from ..errors import ArtifactError, GtptError, RunnerInputError, RunnerStateError
 from ..metadata import ModelMeta
 
+#: Most crops per model call that a benchmark or export asks for. One 256x192 float32 crop is 0.59 MB of input;
+#: a batch's activations are far larger (the attention of every block). 1024 crops is 0.6 GB of input alone, more
+#: than any deployment batch; beyond it the allocation fails late (MemoryError) or the kernel kills the process.
+MAX_BATCH = 1024
+CROP_MB = 3 * 256 * 192 * 4 / 1e6
+
+
+def check_batch_size(batch: int, option: str = "--batch") -> None:
+    """Refuse, before any work, a batch outside 1..:data:`MAX_BATCH` (GtptError, one line, with the input memory
+    it would take)."""
+    if batch < 1:
+        raise GtptError(f"{option} must be >= 1, got {batch}")
+    if batch > MAX_BATCH:
+        raise GtptError(f"{option} must be <= {MAX_BATCH}, got {batch}: one call of {batch} crops needs "
+                        f"{batch * CROP_MB / 1e3:.1f} GB of input (256x192) before activations; pass a smaller "
+                        f"{option}")
+
 
 def parse_device(device: str) -> tuple[str, int | None]:
     """``cpu`` -> ("cpu", None); ``cuda`` -> ("cuda", 0); ``cuda:N`` -> ("cuda", N). GtptError otherwise."""

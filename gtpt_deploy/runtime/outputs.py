@@ -14,12 +14,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
 
-from ..artifacts import atomic_path, check_outputs, read_manifest, remove_previous_run, write_manifest
+from ..artifacts import (Inputs, atomic_path, check_outputs, make_folders, read_manifest, remove_previous_run,
+                         write_manifest)
 from ..coco import rescore
 from ..errors import ArtifactExistsError, OutputPathError
 
@@ -44,23 +45,21 @@ def image_output_name(path: Path, taken: set[str]) -> str:
     return unique_name(path.stem, path.suffix if path.suffix.lower() in WRITABLE_IMAGES else ".png", taken)
 
 
-def check_folder(out_dir: Path, targets: list[str], force: bool, inputs: list[Path] = ()) -> list[str]:
+def check_folder(out_dir: Path, targets: list[str], force: bool,
+                 inputs: Inputs | Iterable[str | os.PathLike[str] | None] = ()) -> tuple[list[str], list[Path]]:
     """Check, before any work, that a run may write ``targets`` (file names) into ``out_dir``; create the folder.
 
     Refused: a folder holding an earlier run (its manifest) or any existing target without ``force``, and - even
-    with ``force`` - a target that is one of the ``inputs`` (a user's photos are never overwritten). Returns the
-    earlier run's files, which :func:`finish_folder` removes once this run has completed.
+    with ``force`` - a target that is one of the ``inputs`` (images, videos, the model, annotation and box files:
+    an input file is never overwritten). Returns (the earlier run's files, which :func:`finish_folder` removes once
+    this run has completed; the folders created, for :func:`artifacts.remove_folders` when the run fails).
     """
     earlier = read_manifest(out_dir) if out_dir.is_dir() else []
     if earlier and not force:
         raise ArtifactExistsError(f"output folder {out_dir} already exists with an earlier run's {len(earlier)} "
                                   f"file(s); pass --force to replace them or choose another --out")
     check_outputs([out_dir / name for name in targets], force, inputs=inputs, option="--out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(f"cannot create output folder {out_dir}: {e.strerror}; choose a writable --out") from None
-    return earlier
+    return earlier, make_folders(out_dir, "--out")
 
 
 def finish_folder(out_dir: Path, targets: list[str], earlier: list[str]) -> list[str]:
@@ -102,6 +101,7 @@ class StreamOutput:
     source: str
     fps: float
     draw: bool
+    inputs: Inputs = field(default_factory=Inputs)   # checked again when the files get their names
     frames: list[dict[str, Any]] = field(default_factory=list)
     persons: int = 0
     _writer: Any = None
@@ -112,7 +112,8 @@ class StreamOutput:
 
     @property
     def _part_path(self) -> Path:  # written here, renamed on close: no half-written video under the final name
-        return self.folder / f".{self.name}.part{VIDEO_SUFFIX}"
+        # the temporaries' naming (owner pid): a killed run's partial video is removed by the next start
+        return self.folder / f".{self.name}{VIDEO_SUFFIX}.{os.getpid()}.part.tmp{VIDEO_SUFFIX}"
 
     @property
     def results_path(self) -> Path:
@@ -142,10 +143,15 @@ class StreamOutput:
             self._writer.release()
             self._writer = None
             if keep:
+                try:
+                    self.inputs.check(self.video_path, "--out")   # e.g. the clip itself, --out its folder
+                except BaseException:
+                    self._part_path.unlink(missing_ok=True)
+                    raise
                 os.replace(self._part_path, self.video_path)
         self._part_path.unlink(missing_ok=True)
         if not keep:
             return
-        with atomic_path(self.results_path) as tmp:
+        with atomic_path(self.results_path, inputs=self.inputs) as tmp:
             tmp.write_text(json.dumps({"source": self.source, "fps": self.fps, "frames": self.frames}) + "\n")
 

@@ -63,6 +63,7 @@ class RunSummary:
     out_dir: Path = Path(".")
     streams: list[StreamSummary] = field(default_factory=list)
     interrupted: bool = False             # ended by Ctrl-C (results so far were written)
+    attempted: int | None = None          # images read before the run ended (all of them unless interrupted)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +78,7 @@ class RunSummary:
                 "streams": [{"name": v.name, "frames": v.frames, "persons": v.persons, "fps": round(v.fps, 2),
                              "results": str(v.results_path), "video": str(v.video_path) if v.video_path else None}
                             for v in self.streams],
+                "processed": None if self.attempted is None else self.attempted - len(self.failures),
                 "interrupted": self.interrupted}
 
     def format_lines(self, out_dir: str | Path | None = None) -> list[str]:
@@ -84,7 +86,7 @@ class RunSummary:
         out_dir = out_dir or self.out_dir
         lines = []
         if self.results_path is not None:
-            done = self.images - len(self.failures)
+            done = (self.images if self.attempted is None else self.attempted) - len(self.failures)
             image_persons = self.persons - sum(s.persons for s in self.streams)
             lines.append(f"{self.images} image(s): {done} processed, {len(self.failures)} failed; {image_persons} "
                          f"person(s); {self.seconds:.2f} s (model {self.model_seconds:.2f} s) [{self.runner}]")
@@ -169,7 +171,7 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..artifacts import ArtifactSet, next_run_dir
+    from ..artifacts import ArtifactSet, Inputs, next_run_dir, remove_folders
     from ..coco import to_coco_results
     from ..runners import create_runner
     from .draw import DEFAULT_KPT_THR, draw_poses, encode_image
@@ -193,8 +195,14 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                 and display_available())
     taken: set[str] = {"results.json"}
     image_names = [image_output_name(p, taken) for p in images.paths] if images else []
+    # Every file the run reads: no output may be one of them (with or without --force), checked now and again when
+    # each output gets its name.
+    protected = Inputs([*(images.paths if images else []), *(getattr(s, "path", None) for s in streams),
+                        artifact if not str(artifact).startswith(("triton://", "http://", "https://")) else None,
+                        ann, detector, boxes if boxes not in (None, "gt") else None])
     stream_outs = [StreamOutput(out, unique_name(s.name, ".json", taken)[:-len(".json")], getattr(s, "what", s.name),
-                                float(getattr(s, "fps", 30.0)), draw and not (show and isinstance(s, CameraSource)))
+                                float(getattr(s, "fps", 30.0)), draw and not (show and isinstance(s, CameraSource)),
+                                protected)
                    for s in streams]
     targets = (["results.json"] if images else []) + (image_names if draw else []) + [
         n for so in stream_outs for n in ([so.results_path.name] + ([so.video_path.name] if so.draw else []))]
@@ -202,101 +210,124 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
                         threads=detector_threads)
     if isinstance(source, WholeImageBoxes):
         log.warning(WHOLE_IMAGE_NOTE)
-    earlier = check_folder(out, targets, force, inputs=images.paths if images else [])
-    log.info("writing to %s", out)
-    thr = DEFAULT_KPT_THR if kpt_thr is None else kpt_thr
-    poses: list[ImagePoses] = []
-    failures: list[ImageFailure] = []
-    stream_summaries: list[StreamSummary] = []
-    drawn = 0
-    interrupted = False
-    t0 = time.perf_counter()
-    image_seconds = image_model = 0.0
-    # The annotated images and results.json commit as one set once the images are done (results.json last): an
-    # image run that fails or is interrupted leaves no new annotated image and no results.json of other images.
-    # Streams (videos, cameras) write as they go and keep what was processed on Ctrl-C.
-    image_set = ArtifactSet(force=True)  # existing targets were checked (and refused without --force) above
-    with create_runner(artifact, device=device, provider=provider, threads=threads) as runner, \
-            logging_redirect_tqdm():
-        predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw or show)
-        dataset = predictor.dataset
-        try:
-            if images is not None:
-                bar = tqdm(total=len(images), unit="img", disable=not progress, file=sys.stderr, desc="pose")
-                try:
-                    for result, name in zip(predictor.predict_frames(_image_frames(images, source, ids)),
-                                            image_names):
-                        bar.update(1)
-                        if isinstance(result, ImageFailure):
-                            log.debug("skipped %s", result.error)  # listed once, in the summary
-                            failures.append(result)
-                            continue
-                        if draw and result.image is not None:
-                            canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
-                                                result.box_scores)
-                            image_set.write_bytes(out / name, encode_image(canvas, name))  # full disk: one line
-                            drawn += 1
-                        result.image = None
-                        poses.append(result)
-                except BaseException:  # Ctrl-C included: an image run commits as a whole or not at all
+    earlier, created = check_folder(out, targets, force, inputs=protected)
+
+    # the work itself, as a function: whatever ends it early (an error, a failed model load), the folder this run
+    # created is removed again when nothing was written into it
+    def work() -> RunSummary:
+        log.info("writing to %s", out)
+        thr = DEFAULT_KPT_THR if kpt_thr is None else kpt_thr
+        poses: list[ImagePoses] = []
+        failures: list[ImageFailure] = []
+        stream_summaries: list[StreamSummary] = []
+        drawn_names: list[str] = []
+        interrupted = False
+        t0 = time.perf_counter()
+        image_seconds = image_model = 0.0
+        # The annotated images and results.json commit as one set once the images are done (results.json last): an
+        # image run that fails leaves no new annotated image and no results.json of other images. Ctrl-C ends the
+        # images early and commits the set of those done so far (as streams, which write as they go, keep theirs).
+        # force=True: existing targets were checked (and refused without --force) above; inputs never.
+        image_set = ArtifactSet(force=True, inputs=protected)
+        with create_runner(artifact, device=device, provider=provider, threads=threads) as runner, \
+                logging_redirect_tqdm():
+            predictor = Predictor(runner, flip=flip, batch=batch, keep_images=draw or show)
+            dataset = predictor.dataset
+            try:
+                if images is not None:
+                    bar = tqdm(total=len(images), unit="img", disable=not progress, file=sys.stderr, desc="pose")
+                    try:
+                        for result, name in zip(predictor.predict_frames(_image_frames(images, source, ids)),
+                                                image_names):
+                            bar.update(1)
+                            if isinstance(result, ImageFailure):
+                                log.debug("skipped %s", result.error)  # listed once, in the summary
+                                failures.append(result)
+                                continue
+                            if draw and result.image is not None:
+                                canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
+                                                    result.box_scores)
+                                image_set.write_bytes(out / name, encode_image(canvas, name))  # full disk: one line
+                                drawn_names.append(name)
+                            result.image = None
+                            poses.append(result)
+                    except KeyboardInterrupt:  # the results so far are written, as the --help promises
+                        interrupted = True
+                    except BaseException:      # a failure: the image set commits as a whole or not at all
+                        image_set.discard()
+                        raise
+                    finally:
+                        bar.close()
+                    image_set.write_json(out / "results.json", to_coco_results(
+                        *stack_poses(poses, runner.meta.num_keypoints),
+                        file_names={p.image_id: Path(p.path).name for p in poses}))
+                    image_set.commit()
+                image_seconds, image_model = time.perf_counter() - t0, float(sum(runner.times))
+                for src, so in zip(streams, stream_outs):
+                    if interrupted:      # Ctrl-C during the images: the streams were not started
+                        break
+                    timestamps: dict[int, float | None] = {}
+                    t_stream = time.perf_counter()
+                    bar = tqdm(total=len(src) or None, unit="frame", disable=not progress, file=sys.stderr,
+                               desc=src.name)
+                    # A camera is shown live: batching crops across frames would hold each frame back until a batch
+                    # fills, so a dynamic-batch model runs one crop per call there (unless --batch says otherwise).
+                    live = isinstance(src, CameraSource) and runner.static_batch is None and batch is None
+                    # Read ahead by one frame only: the next frame decodes while this one is posed, no extra delay.
+                    stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True, prefetch=1) \
+                        if live else predictor
+                    try:
+                        for result in stream_predictor.predict_frames(_stream_frames(src, source, timestamps)):
+                            assert isinstance(result, ImagePoses)
+                            bar.update(1)
+                            canvas = None
+                            if (so.draw or show) and result.image is not None:
+                                canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
+                                                    result.box_scores)
+                            so.add(result.image_id, timestamps.pop(result.image_id, None), result.keypoints,
+                                   result.boxes, result.box_scores, canvas if so.draw else None)
+                            if show and canvas is not None:
+                                cv2.imshow(src.name, canvas)
+                                if cv2.waitKey(1) & 0xFF in (27, ord("q")):  # Esc / q closes the window
+                                    break
+                    finally:
+                        bar.close()
+                        stream_summaries.append(StreamSummary(so.name, len(so.frames), so.persons,
+                                                              time.perf_counter() - t_stream, so.results_path,
+                                                              so.video_path if so.draw else None))
+            except KeyboardInterrupt:
+                if images is not None and not image_seconds:  # while committing the images: not all kept
                     image_set.discard()
                     raise
-                finally:
-                    bar.close()
-                image_set.write_json(out / "results.json", to_coco_results(
-                    *stack_poses(poses, runner.meta.num_keypoints),
-                    file_names={p.image_id: Path(p.path).name for p in poses}))
-                image_set.commit()
-            image_seconds, image_model = time.perf_counter() - t0, float(sum(runner.times))
-            for src, so in zip(streams, stream_outs):
-                timestamps: dict[int, float | None] = {}
-                t_stream = time.perf_counter()
-                bar = tqdm(total=len(src) or None, unit="frame", disable=not progress, file=sys.stderr,
-                           desc=src.name)
-                # A camera is shown live: batching crops across frames would hold each frame back until a batch
-                # fills, so a dynamic-batch model runs one crop per call there (unless --batch says otherwise).
-                live = isinstance(src, CameraSource) and runner.static_batch is None and batch is None
-                # Read ahead by one frame only: the next frame decodes while this one is posed, no extra delay.
-                stream_predictor = Predictor(runner, flip=flip, batch=1, keep_images=True, prefetch=1) \
-                    if live else predictor
-                try:
-                    for result in stream_predictor.predict_frames(_stream_frames(src, source, timestamps)):
-                        assert isinstance(result, ImagePoses)
-                        bar.update(1)
-                        canvas = None
-                        if (so.draw or show) and result.image is not None:
-                            canvas = draw_poses(result.image, result.keypoints, dataset, result.boxes, thr,
-                                                result.box_scores)
-                        so.add(result.image_id, timestamps.pop(result.image_id, None), result.keypoints,
-                               result.boxes, result.box_scores, canvas if so.draw else None)
-                        if show and canvas is not None:
-                            cv2.imshow(src.name, canvas)
-                            if cv2.waitKey(1) & 0xFF in (27, ord("q")):  # Esc / q closes the window
-                                break
-                finally:
-                    bar.close()
-                    stream_summaries.append(StreamSummary(so.name, len(so.frames), so.persons,
-                                                          time.perf_counter() - t_stream, so.results_path,
-                                                          so.video_path if so.draw else None))
-        except KeyboardInterrupt:
-            if images is not None and not image_seconds:  # during the images: nothing of them was kept
+                interrupted = True
+            except BaseException:
+                for so in stream_outs:
+                    so.close(keep=False)
                 raise
-            interrupted = True
-        except BaseException:
-            for so in stream_outs:
-                so.close(keep=False)
-            raise
-        finally:
-            if show:
-                cv2.destroyAllWindows()
-        for so in stream_outs:
-            so.close()
-        description = runner.description
-    finish_folder(out, targets, earlier)
-    results_path = out / "results.json" if images is not None else None
-    persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
-    return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path, drawn,
-                      image_seconds, image_model, out, stream_summaries, interrupted)
+            finally:
+                if show:
+                    cv2.destroyAllWindows()
+            started = stream_outs[:len(stream_summaries)]
+            for so in started:
+                so.close()
+            description = runner.description
+        # Ctrl-C: the manifest lists what this run wrote, so the earlier run's files it did not replace go (no
+        # results.json beside annotated images of another run)
+        written = targets if not interrupted else (["results.json"] if images else []) + drawn_names + [
+            n for so in started for n in ([so.results_path.name] + ([so.video_path.name] if so.draw else []))]
+        finish_folder(out, written, earlier)
+        results_path = out / "results.json" if images is not None else None
+        persons = sum(len(p.keypoints) for p in poses) + sum(s.persons for s in stream_summaries)
+        return RunSummary(str(artifact), description, len(images or []), persons, failures, results_path,
+                          len(drawn_names),
+                          image_seconds, image_model, out, stream_summaries, interrupted,
+                          len(poses) + len(failures))
+
+    try:
+        return work()
+    except BaseException:
+        remove_folders(created)              # a failed run leaves no empty runs/runN behind (only empty folders go)
+        raise
 
 
 def stack_poses(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, ...]:
