@@ -149,3 +149,22 @@ def test_truncated_plan_and_missing_sidecar(fake_trt, onnx_dyn, tmp_path):
     engine_sidecar_path(engine).unlink()
     with pytest.raises(ArtifactError, match="has no sidecar m.engine.json"):
         create_runner(engine).activate()
+
+
+def test_min_equals_max_profile_of_a_dynamic_onnx_reports_minus_one_and_runs(fake_trt, onnx_dyn, tmp_path):
+    """TensorRT's engine.get_tensor_shape keeps -1 for a dynamic input even when its profile has min == max; the
+    runner takes the batch from the profile and sets the input shape itself."""
+    import onnxruntime as ort
+    import tensorrt as trt
+
+    engine = build_engine(onnx_dyn, batch=3, output=tmp_path / "b3.engine", progress=False).engine_path
+    runtime = trt.Runtime(trt.Logger())
+    plan = runtime.deserialize_cuda_engine(engine.read_bytes())
+    assert tuple(plan.get_tensor_shape("images"))[0] == -1 and tuple(plan.get_tensor_shape("simcc_x"))[0] == -1
+    del plan, runtime
+    x = np.random.default_rng(1).standard_normal((3, 3, 256, 192)).astype(np.float32)
+    want = ort.InferenceSession(str(onnx_dyn), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    with create_runner(engine) as runner:
+        assert runner.static_batch == 3
+        got = runner.infer(x)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))

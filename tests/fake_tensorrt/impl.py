@@ -40,6 +40,28 @@ def reset_state(devices: list[tuple[str, tuple[int, int]]] | None = None) -> Non
 
 reset_state()
 
+ONE_LOGGER_WARNING = ("The logger passed into {what} differs from one already provided for an existing builder, "
+                      "runtime, or refitter. TensorRT maintains only a single logger pointer at any given time, so "
+                      "the existing value, which can be retrieved with getLogger(), will be used instead. In order "
+                      "to use a new logger, first destroy all existing builder, runner or refitter objects.")
+
+
+def adopt_logger(owner: Any, logger: Any, what: str, warning: Any) -> Any:
+    """TensorRT's one logger per process: while any builder / runtime lives, a different logger is not taken; a
+    warning goes to the existing one (the message of NVIDIA/TensorRT issues #1475, #1539) and it is used instead.
+    -> the logger ``owner`` reports to. Counted in ``STATE["stats"]["logger_conflicts"]``."""
+    import weakref
+
+    owners = STATE.setdefault("trt_owners", weakref.WeakSet())
+    current = STATE.get("trt_logger")
+    if len(owners) and current is not None and current is not logger:
+        STATE["stats"]["logger_conflicts"] += 1
+        current.log(warning, ONE_LOGGER_WARNING.format(what=what))
+        logger = current
+    STATE["trt_logger"] = logger
+    owners.add(owner)
+    return logger
+
 
 class FakeDeviceMemory:
     """``gtpt_deploy.runners.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
@@ -126,8 +148,23 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         INFO = 3
         VERBOSE = 4
 
-    class ILogger:
-        pass
+    class _PybindInit(type):
+        """pybind11 refuses a Python subclass instance whose ``__init__`` skipped the bound base's (pyCore.cpp binds
+        ``ILogger`` with ``py::init<>()``): TypeError "...ILogger.__init__() must be called when overriding
+        __init__", raised when the instance is made."""
+
+        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+            obj = super().__call__(*args, **kwargs)
+            if not obj.__dict__.get("_pybind_init"):
+                raise TypeError(f"tensorrt.tensorrt.ILogger.__init__() must be called when overriding __init__")
+            return obj
+
+    class ILogger(metaclass=_PybindInit):
+        def __init__(self) -> None:
+            self._pybind_init = True
+
+        def log(self, severity: Any, msg: str) -> None:
+            raise RuntimeError("Tried to call pure virtual function \"ILogger::log\"")
 
     ILogger.Severity = Severity  # type: ignore[attr-defined]
 
@@ -135,6 +172,7 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = list(Severity)
 
         def __init__(self, min_severity: Severity = Severity.WARNING) -> None:
+            ILogger.__init__(self)
             self.min_severity = min_severity
 
         def log(self, severity: Severity, msg: str) -> None:
@@ -243,6 +281,7 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
                 if node.domain not in ("", "ai.onnx"):
                     self._errors.append(ParserError(ErrorCode.UNSUPPORTED_NODE,
                                                     f"No importer registered for op: {node.op_type}", i))
+            self._check_qdq(m)
             if self._errors:
                 return False
             inits = {t.name for t in m.graph.initializer}
@@ -253,6 +292,33 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
                             for v in m.graph.output]
             net._model = m
             return True
+
+        def _check_qdq(self, m: Any) -> None:
+            """What onnx-tensorrt's QuantizeLinear/DequantizeLinear importer refuses (onnxOpImporters.cpp,
+            importerUtils.cpp ``shiftIsAllZeros``): a uint8 zero point is taken as int8 after a warning, and then
+            any non-zero zero-point byte (uint8 128 included) is an error: "TensorRT only supports symmetric
+            quantization"; scales must be positive."""
+            from onnx import numpy_helper
+
+            inits = {t.name: t for t in m.graph.initializer}
+            for i, node in enumerate(m.graph.node):
+                if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+                    continue
+                scale = inits.get(node.input[1]) if len(node.input) > 1 else None
+                if scale is not None and not (numpy_helper.to_array(scale) > 0).all():
+                    self._errors.append(ParserError(ErrorCode.INVALID_NODE, "Scale coefficients must all be "
+                                                                            "positive", i))
+                zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+                if zp is None:
+                    continue
+                values = numpy_helper.to_array(zp)
+                if values.dtype == np.uint8:
+                    self._logger.log(Severity.WARNING, "TensorRT doesn't support QuantizeLinear/DequantizeLinear "
+                                                       "with UINT8 zero_point. TensorRT will use INT8 instead.")
+                if np.any(np.ascontiguousarray(values).view(np.uint8) != 0):
+                    self._errors.append(ParserError(
+                        ErrorCode.INVALID_NODE, "TensorRT only supports symmetric quantization. The zero point for "
+                        "the QuantizeLinear/DequantizeLinear operator must be all zeros.", i))
 
     class IOptimizationProfile(_Strict):
         def __init__(self) -> None:
@@ -265,11 +331,15 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
             return self._shapes[input]
 
     class ITimingCache(_Strict):
-        def __init__(self, entries: dict[str, float]) -> None:
+        """Entries plus the verification header TensorRT keeps: the TensorRT version and the CUDA device."""
+
+        def __init__(self, entries: dict[str, float], device: list[Any] | None = None) -> None:
             self._entries = dict(entries)
+            self._device = device if device is not None else _current_device()
 
         def serialize(self) -> IHostMemory:
-            body = json.dumps({"version": version, "entries": self._entries}, sort_keys=True).encode()
+            body = json.dumps({"version": version, "device": self._device, "entries": self._entries},
+                              sort_keys=True).encode()
             return IHostMemory(TC_MAGIC + body)
 
         def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
@@ -279,6 +349,18 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         def reset(self) -> bool:
             self._entries.clear()
             return True
+
+    INT_PROPERTIES = {"avg_timing_iterations", "DLA_core", "builder_optimization_level", "max_aux_streams",
+                      "max_num_tactics", "tiling_optimization_level", "l2_limit_for_tiling"}
+
+    def _current_device() -> list[Any]:
+        name, cc = STATE["devices"][STATE["current"]]
+        return [name, list(cc)]
+
+    def _log(severity: Any, msg: str) -> None:
+        logger = STATE.get("trt_logger")
+        if logger is not None:
+            logger.log(severity, msg)
 
     config_attrs = {"avg_timing_iterations", "flags", "profile_stream", "default_device_type", "DLA_core",
                     "profiling_verbosity", "engine_capability", "builder_optimization_level", "max_aux_streams",
@@ -301,8 +383,22 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         def num_optimization_profiles(self) -> int:
             return len(self._profiles)
 
+        def __setattr__(self, name: str, value: Any) -> None:
+            # pybind11's int caster takes no float (no implicit narrowing): config.builder_optimization_level = 3.0
+            # raises TypeError in the real bindings
+            if name in INT_PROPERTIES and (isinstance(value, bool) or not isinstance(value, (int, enum.IntEnum))):
+                raise TypeError(f"(): incompatible function arguments. The following argument types are supported:"
+                                f" 1. (self: tensorrt.tensorrt.IBuilderConfig, arg0: int) -> None; invoked with "
+                                f"{type(value).__name__} {value!r} for {name}")
+            super().__setattr__(name, value)
+
         def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
-            assert isinstance(pool, MemoryPoolType) and int(pool_size) > 0
+            if not isinstance(pool, MemoryPoolType) or isinstance(pool_size, bool) or not isinstance(pool_size, int):
+                raise TypeError(f"set_memory_pool_limit(): incompatible function arguments. The following argument "
+                                f"types are supported: 1. (self: tensorrt.tensorrt.IBuilderConfig, pool: "
+                                f"tensorrt.tensorrt.MemoryPoolType, pool_size: int) -> None; invoked with "
+                                f"{type(pool).__name__}, {type(pool_size).__name__} {pool_size!r}")
+            assert pool_size > 0
             self._pools[pool] = int(pool_size)
 
         def get_memory_pool_limit(self, pool: Any) -> int:
@@ -324,16 +420,37 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
             self._profiles.append(profile)
             return len(self._profiles) - 1
 
-        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
+            """Size 0: a new cache (NvInfer.h createTimingCache). Unreadable data or another TensorRT version: an
+            error through the logger and None (the binding returns the null pointer as None)."""
             blob = bytes(serialized_timing_cache)
+            STATE["stats"]["timing_cache_creates"] += 1
+            if STATE.get("timing_cache_unavailable"):   # TensorRT out of host memory, or a disabled cache
+                return None
             if not blob:
                 return ITimingCache({})
-            assert blob.startswith(TC_MAGIC), "not a timing cache"
-            data = json.loads(blob[len(TC_MAGIC):])
-            return ITimingCache(data["entries"] if data["version"] == version else {})
+            try:
+                assert blob.startswith(TC_MAGIC)
+                data = json.loads(blob[len(TC_MAGIC):])
+            except (AssertionError, ValueError):
+                _log(Severity.ERROR, "Error Code 1: Serialization (Cannot deserialize timing cache: magic tag does "
+                                     "not match)")
+                return None
+            if data["version"] != version:
+                _log(Severity.ERROR, f"Error Code 1: Serialization (timing cache version mismatch: expected "
+                                     f"{version}, got {data['version']})")
+                return None
+            return ITimingCache(data["entries"], data["device"])
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-            assert isinstance(ignore_mismatch, bool)
+            """False (and an error) for a cache of another CUDA device unless ``ignore_mismatch`` (NvInfer.h
+            setTimingCache: "A failure will be reported if the CUDA device property ... is different")."""
+            if not isinstance(ignore_mismatch, bool) or not isinstance(cache, ITimingCache):
+                raise TypeError("set_timing_cache(): incompatible function arguments")
+            if cache._device != _current_device() and not ignore_mismatch:
+                _log(Severity.ERROR, f"Error Code 3: API Usage Error (timing cache was created on {cache._device}, "
+                                     f"current device is {_current_device()})")
+                return False
             self._cache = cache
             return True
 
