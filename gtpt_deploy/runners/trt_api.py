@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_MAJORS = (10, 11)
 INSTALL_HINT = ("TensorRT engines are built and run on a machine with an NVIDIA GPU: there, "
-                "pip install 'gtpt-deploy[tensorrt]' (the TensorRT wheel matching its CUDA); "
+                "pip install 'gtpt-deploy[tensorrt]' (CUDA 13, NVIDIA driver r580+) or "
+                "'gtpt-deploy[tensorrt-cu12]' (CUDA 12, driver r535+); "
                 "elsewhere run the .onnx with ONNX Runtime")
 
 
