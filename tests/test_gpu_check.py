@@ -46,7 +46,8 @@ def test_gpu_check_builds_validates_and_times_every_precision_against_the_fake(m
         assert r["AP"]["torch"] > 0 and r["AP"]["candidate"] > 0 and r["vs_torch"]["argmax_agreement"] > 0.5
         assert r["device_only_b8"].startswith("not measured")   # fake memory: no cuda-python graphs
     by = {r["precision"]: r["layers"]["by_precision"] for r in rows}
-    assert set(by["fp32"]) <= {"FP32", "Int64", "Int32", "Bool"} and "FP16" in by["fp16"] and {"Int8", "FP16"} <= set(by["int8"])
+    assert set(by["fp32"]) <= {"FP32", "Int64", "Int32", "Bool"} and "FP16" in by["fp16"]
+    assert {"Int8", "FP16"} <= set(by["int8"]), "INT8 for TensorRT is INT8 + FP16"
     assert report["skipped"] == [] and impl.STATE["memory"] == {}
     assert "| gtpt_t_coco | int8 |" in (tmp_path / "report.md").read_text()
 
