@@ -82,6 +82,7 @@ def test_real_engine_validates_like_its_onnx(real_trt, seed0_t_onnx_b1, tmp_path
     from gtpt_deploy.eval.validate import validate
 
     engine = build_engine(seed0_t_onnx_b1, output=tmp_path / "seed0.engine", progress=False).engine_path
+    # no device: the engine follows its artifact (cuda), the ONNX baseline stays on the CPU
     report = validate(seed0_t_onnx_b1, [engine], MMPOSE_ANN, COCO_VAL / "images", boxes="gt", threads=1)
     base, cand = report.rows
     assert cand.argmax_agreement >= 0.99, cand

@@ -248,7 +248,11 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             e = self._engine
             if e.get_tensor_mode(name) == TensorIOMode.INPUT:
-                return self._shapes.get(name, e.get_tensor_shape(name))
+                # NvInferRuntime.h IExecutionContext::getTensorShape: a dimension the profile pins (min == max)
+                # is reported with that value before setInputShape; the engine keeps -1 for it
+                prof = e._header["profile"].get(name)
+                pinned = tuple(prof[0]) if prof is not None and prof[0] == prof[2] else e.get_tensor_shape(name)
+                return self._shapes.get(name, pinned)
             (inp, _m), = [io for io in e._io if io[1] == TensorIOMode.INPUT]
             shape = self.get_tensor_shape(inp.name)
             return e.get_tensor_shape(name) if -1 in shape else e._output_shapes(shape)[name]
