@@ -12,109 +12,28 @@
 * the plan is ``MAGIC | header json | onnx bytes | length``: another TensorRT version, another compute capability
   or a truncated file make ``deserialize_cuda_engine`` log an error and return None, as TensorRT does;
 * execution reads the input from, and writes outputs to, the fake device memory behind the bound addresses, and
-  runs the plan's ONNX with ONNX Runtime - so results are real numbers.
+  runs the plan's ONNX with ONNX Runtime - so results are real numbers;
+* what real TensorRT refuses or reports (issue 18; each checked against NVIDIA's sources, listed in the docstrings):
+  one logger per process (``rules.adopt_logger``), a logger subclass that skipped ``ILogger.__init__``, float pool
+  sizes and float int properties (pybind11 TypeErrors), timing caches of another version (``create_timing_cache`` ->
+  None) or device (``set_timing_cache`` -> False), -1 for dynamic input dimensions in ``engine.get_tensor_shape``
+  even for a min == max profile, asymmetric Q/DQ in the parser (``rules.qdq_errors``), the 10.x / 11.x inspector
+  JSON keys; ``trtexec.check_command`` applies trtexec's shape rules to a recorded command line.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from .rules import ONE_LOGGER_WARNING, FakeDeviceMemory, adopt_logger, qdq_errors  # noqa: F401 - re-exported
+from .state import STATE, reset_state  # noqa: F401 - re-exported: tests read impl.STATE
+
 MAGIC = b"FAKE-TRT-PLAN\0"
 TC_MAGIC = b"FAKE-TRT-TIMING\0"
-
-#: fake CUDA world shared by every flavour: devices, allocations, streams; counters the tests read
-STATE: dict[str, Any] = {}
-
-
-def reset_state(devices: list[tuple[str, tuple[int, int]]] | None = None) -> None:
-    """Fresh fake CUDA: ``devices`` is a list of (name, compute capability); default one "Fake L4" 8.9."""
-    STATE.clear()
-    STATE.update(devices=list(devices if devices is not None else [("Fake L4", (8, 9))]), current=0, memory={},
-                 next_ptr=1 << 20, streams=set(), stats=Counter())
-
-
-reset_state()
-
-ONE_LOGGER_WARNING = ("The logger passed into {what} differs from one already provided for an existing builder, "
-                      "runtime, or refitter. TensorRT maintains only a single logger pointer at any given time, so "
-                      "the existing value, which can be retrieved with getLogger(), will be used instead. In order "
-                      "to use a new logger, first destroy all existing builder, runner or refitter objects.")
-
-
-def adopt_logger(owner: Any, logger: Any, what: str, warning: Any) -> Any:
-    """TensorRT's one logger per process: while any builder / runtime lives, a different logger is not taken; a
-    warning goes to the existing one (the message of NVIDIA/TensorRT issues #1475, #1539) and it is used instead.
-    -> the logger ``owner`` reports to. Counted in ``STATE["stats"]["logger_conflicts"]``."""
-    import weakref
-
-    owners = STATE.setdefault("trt_owners", weakref.WeakSet())
-    current = STATE.get("trt_logger")
-    if len(owners) and current is not None and current is not logger:
-        STATE["stats"]["logger_conflicts"] += 1
-        current.log(warning, ONE_LOGGER_WARNING.format(what=what))
-        logger = current
-    STATE["trt_logger"] = logger
-    owners.add(owner)
-    return logger
-
-
-class FakeDeviceMemory:
-    """``gtpt_deploy.runners.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
-
-    def device_count(self) -> int:
-        return len(STATE["devices"])
-
-    def device_info(self, index: int) -> Any:
-        from gtpt_deploy.runners.cuda_mem import GpuInfo
-
-        name, cc = STATE["devices"][index]
-        return GpuInfo(index, name, cc)
-
-    def set_device(self, index: int) -> None:
-        assert 0 <= index < len(STATE["devices"]), "cudaErrorInvalidDevice"
-        STATE["current"] = index
-
-    def alloc(self, nbytes: int) -> int:
-        ptr = STATE["next_ptr"]
-        STATE["next_ptr"] += (int(nbytes) + 255) // 256 * 256 + 256
-        STATE["memory"][ptr] = np.zeros(int(nbytes), np.uint8)
-        STATE["stats"]["alloc"] += 1
-        return ptr
-
-    def free(self, ptr: int) -> None:
-        del STATE["memory"][ptr]  # KeyError = double free / wild pointer
-        STATE["stats"]["free"] += 1
-
-    def create_stream(self) -> int:
-        handle = 0x5000 + len(STATE["streams"]) + STATE["stats"]["streams"]
-        STATE["streams"].add(handle)
-        STATE["stats"]["streams"] += 1
-        return handle
-
-    def destroy_stream(self, stream: int) -> None:
-        STATE["streams"].remove(stream)
-
-    def h2d(self, ptr: int, host: np.ndarray, stream: int) -> None:
-        assert stream in STATE["streams"], "copy on an unknown stream"
-        block = STATE["memory"][ptr]
-        raw = np.ascontiguousarray(host).view(np.uint8).reshape(-1)
-        assert raw.size <= block.size, f"h2d of {raw.size} bytes into a {block.size}-byte buffer"
-        block[:raw.size] = raw
-
-    def d2h(self, host: np.ndarray, ptr: int, stream: int) -> None:
-        assert stream in STATE["streams"], "copy on an unknown stream"
-        assert host.flags.c_contiguous
-        block = STATE["memory"][ptr]
-        assert host.nbytes <= block.size, f"d2h of {host.nbytes} bytes from a {block.size}-byte buffer"
-        host.view(np.uint8).reshape(-1)[:] = block[:host.nbytes]
-
-    def sync(self, stream: int) -> None:
-        assert stream in STATE["streams"]
 
 
 class _Strict:
@@ -281,7 +200,8 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
                 if node.domain not in ("", "ai.onnx"):
                     self._errors.append(ParserError(ErrorCode.UNSUPPORTED_NODE,
                                                     f"No importer registered for op: {node.op_type}", i))
-            self._check_qdq(m)
+            self._errors += [ParserError(ErrorCode.INVALID_NODE, desc, i)
+                             for i, desc in qdq_errors(m, lambda msg: self._logger.log(Severity.WARNING, msg))]
             if self._errors:
                 return False
             inits = {t.name for t in m.graph.initializer}
@@ -292,33 +212,6 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
                             for v in m.graph.output]
             net._model = m
             return True
-
-        def _check_qdq(self, m: Any) -> None:
-            """What onnx-tensorrt's QuantizeLinear/DequantizeLinear importer refuses (onnxOpImporters.cpp,
-            importerUtils.cpp ``shiftIsAllZeros``): a uint8 zero point is taken as int8 after a warning, and then
-            any non-zero zero-point byte (uint8 128 included) is an error: "TensorRT only supports symmetric
-            quantization"; scales must be positive."""
-            from onnx import numpy_helper
-
-            inits = {t.name: t for t in m.graph.initializer}
-            for i, node in enumerate(m.graph.node):
-                if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-                    continue
-                scale = inits.get(node.input[1]) if len(node.input) > 1 else None
-                if scale is not None and not (numpy_helper.to_array(scale) > 0).all():
-                    self._errors.append(ParserError(ErrorCode.INVALID_NODE, "Scale coefficients must all be "
-                                                                            "positive", i))
-                zp = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-                if zp is None:
-                    continue
-                values = numpy_helper.to_array(zp)
-                if values.dtype == np.uint8:
-                    self._logger.log(Severity.WARNING, "TensorRT doesn't support QuantizeLinear/DequantizeLinear "
-                                                       "with UINT8 zero_point. TensorRT will use INT8 instead.")
-                if np.any(np.ascontiguousarray(values).view(np.uint8) != 0):
-                    self._errors.append(ParserError(
-                        ErrorCode.INVALID_NODE, "TensorRT only supports symmetric quantization. The zero point for "
-                        "the QuantizeLinear/DequantizeLinear operator must be all zeros.", i))
 
     class IOptimizationProfile(_Strict):
         def __init__(self) -> None:
