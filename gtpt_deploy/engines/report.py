@@ -84,7 +84,8 @@ class EngineResult:
         layers = ("layer precisions: " + ", ".join(f"{k} {v}" for k, v in self.layers["by_precision"].items())
                   if self.layers and self.layers.get("by_precision") else "layer precisions: not reported")
         tc = self.timing_cache
-        cache = (f"timing cache {tc['path']} ({'reused' if tc['loaded_bytes'] else 'created'}, "
+        state = "replaced: made elsewhere" if tc.get("rejected") else "reused" if tc["loaded_bytes"] else "created"
+        cache = (f"timing cache {tc['path']} ({state}, "
                  f"{tc['saved_bytes']} bytes)" if tc.get("path") else "no timing cache")
         return "\n".join([
             f"built {self.meta.variant} {self.meta.precision} engine ({batch}) -> {self.engine_path}",

@@ -155,7 +155,7 @@ def open_gpu(index: int = 0) -> tuple[DeviceMemory, GpuInfo]:
     mem = memory_factory()
     count = mem.device_count()
     if count == 0:
-        raise NoCudaDeviceError(f"no CUDA device found; {NO_DEVICE_HINT}")
+        raise NoCudaDeviceError(f"no CUDA device found; {driver_hint(_cuda_python_major())}; {NO_DEVICE_HINT}")
     if index >= count:
         raise NoCudaDeviceError(f"GPU {index} requested but this machine has {count} CUDA device(s) "
                                 f"(0..{count - 1}); pass --gpu with one of them")
