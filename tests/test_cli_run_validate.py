@@ -87,9 +87,9 @@ def test_run_with_detector_and_detection_file(fake, tmp_path):
 def test_run_engine_without_sidecar(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
-    res = _invoke(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--device", "cuda"])
+    res = _invoke(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o"])   # an engine's device: cuda
     assert res.exit_code == 2 and "has no sidecar m.engine.json" in res.stderr and "Traceback" not in res.output
-    res = _invoke(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o"])
+    res = _invoke(["run", engine, PEOPLE / "bus.jpg", "--out", tmp_path / "o", "--device", "cpu"])
     assert res.exit_code == 2 and "TensorRT engines run on a CUDA GPU, got --device cpu" in res.stderr
 
 

@@ -10,8 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+
+from gtpt_deploy.errors import ArtifactError
 from click.testing import CliRunner
 
 from gtpt_deploy.artifacts import engine_sidecar_path, sha256_file
@@ -91,7 +94,8 @@ def test_static_build_writes_plain_plan_and_full_sidecar(fake_trt, onnx_b2, tmp_
     n_nodes = len(onnx.load(str(onnx_b2)).graph.node)
     assert side["layers"] == {"count": n_nodes, "by_precision": {"FP32": n_nodes}}
     tx = side["trtexec"]
-    assert f"--onnx={onnx_b2}" in tx and f"--saveEngine={out}" in tx and "--minShapes=images:2x3x256x192" in tx
+    assert f"--onnx={onnx_b2}" in tx and f"--saveEngine={out}" in tx
+    assert "Shapes" not in tx, "trtexec refuses --minShapes/--optShapes/--maxShapes for a static model"
     assert "--memPoolSize=workspace:2048M" in tx and "--builderOptimizationLevel=4" in tx
     assert ("--stronglyTyped" in tx) == trt.__version__.startswith("10."), "10.x needs the flag, 11.x is typed"
     assert side["rebuild_command"].startswith(f"gtpt-deploy build {onnx_b2} --batch 2")
@@ -211,3 +215,180 @@ def test_checkpoint_chain_exports_converts_and_builds(fake_trt, monkeypatch, tmp
     assert json.loads(res.stdout)["profile"]["max"] == [4, 3, 256, 192]
     res = _cli(["build", onnx_path := tmp_path / "exported_1.onnx", "--precision", "fp16"])
     assert res.exit_code == 2 and f"{onnx_path.name} is an ONNX file" in res.stderr
+
+
+def _profile_of(side: dict) -> dict:
+    p = side["profile"]
+    return {p["input"]: [p["min"], p["opt"], p["max"]]}
+
+
+def test_recorded_trtexec_line_follows_trtexecs_shape_rules(fake_trt, onnx_b2, onnx_dyn, tmp_path):
+    """Static ONNX: no explicit shapes (trtexec refuses them); dynamic ONNX: the shapes, even for min == max."""
+    from fake_tensorrt.trtexec import check_command
+
+    cases = [(onnx_b2, {}), (onnx_dyn, {"dynamic_batch": (1, 2, 4)}), (onnx_dyn, {"batch": 3})]
+    for i, (src, kwargs) in enumerate(cases):
+        res = build_engine(src, output=tmp_path / f"e{i}.engine", progress=False, **kwargs)
+        side = json.loads(res.sidecar_path.read_text())
+        parsed = check_command(side["trtexec"])
+        assert parsed["engine"] == str(res.engine_path) and parsed["onnx"] == src
+        want = _profile_of(side) if src == onnx_dyn else {}
+        assert parsed["profile"] == want, (side["trtexec"], want)
+
+
+def test_fake_trtexec_refuses_what_trtexec_refuses(onnx_b2, onnx_dyn):
+    from fake_tensorrt.trtexec import TrtexecError, check_command
+
+    with pytest.raises(TrtexecError, match="Static model does not take explicit shapes"):
+        check_command(f"trtexec --onnx={onnx_b2} --minShapes=images:2x3x256x192")
+    assert check_command(f"trtexec --onnx={onnx_dyn}")["profile"] == {"images": [[1, 3, 256, 192]] * 3}
+    with pytest.raises(TrtexecError, match="Unknown option"):
+        check_command(f"trtexec --onnx={onnx_dyn} --workspace=4096")
+
+
+def test_timing_cache_of_another_gpu_or_version_is_replaced_with_a_warning(fake_trt, onnx_b2, tmp_path, caplog,
+                                                                           monkeypatch):
+    """TensorRT refuses a cache made elsewhere (create_timing_cache -> None for another version, set_timing_cache ->
+    False for another device); the build starts a fresh cache with one warning instead of failing after minutes."""
+    from fake_tensorrt import install
+
+    cache = tmp_path / "t.cache"
+    build_engine(onnx_b2, timing_cache=cache, output=tmp_path / "a.engine", progress=False)
+    fake_trt.STATE["devices"][0] = ("Fake H100", (9, 0))                  # same file, another GPU
+    with caplog.at_level("WARNING"):
+        res = build_engine(onnx_b2, timing_cache=cache, output=tmp_path / "b.engine", progress=False)
+    assert res.timing_cache["rejected"] is True and res.timing_cache["loaded_bytes"] == 0
+    assert res.timing_cache["saved_bytes"] == cache.stat().st_size > 0
+    warnings = [r for r in caplog.records if "timing cache" in r.getMessage()]
+    assert len(warnings) == 1 and "another GPU" in warnings[0].getMessage()
+    again = build_engine(onnx_b2, timing_cache=cache, output=tmp_path / "c.engine", progress=False)
+    assert again.timing_cache["rejected"] is False and again.timing_cache["loaded_bytes"] > 0
+
+    import tensorrt
+    other = "v11" if tensorrt.__version__.startswith("10.") else "v10"
+    install(monkeypatch, other, reset=False)                             # same file, another TensorRT version
+    # TensorRT cannot read it at all (create_timing_cache -> None), as it cannot read any other file: the build would
+    # replace it, so it is refused up front with what to do (issue 21 finding 17), not a traceback after minutes
+    before = cache.read_bytes()
+    with pytest.raises(ArtifactError, match="not a timing cache TensorRT .* can read.*delete it if it is an old cache"):
+        build_engine(onnx_b2, timing_cache=cache, output=tmp_path / "d.engine", progress=False)
+    assert cache.read_bytes() == before and not (tmp_path / "d.engine").exists()
+
+
+def test_build_without_any_timing_cache_still_builds(fake_trt, onnx_b2, tmp_path):
+    """create_timing_cache may return None even for a fresh cache: build without one, write no cache file."""
+    fake_trt.STATE["timing_cache_unavailable"] = True
+    res = build_engine(onnx_b2, timing_cache=tmp_path / "t.cache", output=tmp_path / "a.engine", progress=False)
+    assert res.engine_path.is_file() and res.timing_cache["saved_bytes"] == 0 and not (tmp_path / "t.cache").exists()
+
+
+def test_one_tensorrt_logger_per_process(fake_trt, onnx_dyn, tmp_path):
+    """TensorRT keeps one logger per process: builds, inspections and several live runners share one."""
+    from gtpt_deploy.runners import create_runner
+
+    engine = build_engine(onnx_dyn, dynamic_batch=(1, 1, 2), output=tmp_path / "a.engine", progress=False)
+    with create_runner(engine.engine_path) as first, create_runner(engine.engine_path) as second:
+        first.infer(np.zeros((1, 3, 256, 192), np.float32))
+        second.infer(np.zeros((1, 3, 256, 192), np.float32))
+        build_engine(onnx_dyn, dynamic_batch=(1, 1, 2), output=tmp_path / "b.engine", progress=False)
+    assert fake_trt.STATE["stats"]["logger_conflicts"] == 0
+
+
+def test_fake_enforces_pybind_types_and_one_logger(fake_trt):
+    import tensorrt as trt
+
+    class Skipped(trt.ILogger):
+        def __init__(self):
+            pass
+
+        def log(self, severity, msg):
+            pass
+
+    with pytest.raises(TypeError, match="ILogger.__init__\\(\\) must be called"):
+        Skipped()
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    with pytest.raises(TypeError):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1.5 * 2**30)
+    with pytest.raises(TypeError):
+        config.builder_optimization_level = 3.0
+    seen = []
+
+    class Recording(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            seen.append((severity, msg))
+
+    first = Recording()
+    keep = trt.Runtime(first)
+    trt.Runtime(trt.Logger())
+    assert fake_trt.STATE["stats"]["logger_conflicts"] == 1 and "single logger" in seen[-1][1]
+    del keep
+
+
+def test_float_opt_level_is_one_line_not_a_binding_typeerror(fake_trt, onnx_b2, tmp_path):
+    with pytest.raises(GtptError, match="--opt-level must be an integer 0..5, got 3.0"):
+        build_engine(onnx_b2, opt_level=3.0, output=tmp_path / "a.engine", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def _qdq_input(src: Path, dst: Path, zp_type: int, zp: int) -> Path:
+    """``src`` with a Q/DQ pair on the image input (scale 0.05, zero point ``zp`` of ``zp_type``)."""
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(src))
+    name = model.graph.input[0].name
+    for node in model.graph.node:
+        node.input[:] = ["images_dq" if i == name else i for i in node.input]
+    model.graph.initializer.extend([helper.make_tensor("qs", TensorProto.FLOAT, [], [0.05]),
+                                    helper.make_tensor("qz", zp_type, [], [zp])])
+    model.graph.node.insert(0, helper.make_node("DequantizeLinear", ["images_q", "qs", "qz"], ["images_dq"]))
+    model.graph.node.insert(0, helper.make_node("QuantizeLinear", [name, "qs", "qz"], ["images_q"]))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_parser_refuses_asymmetric_qdq_like_tensorrt(fake_trt, onnx_b2, tmp_path):
+    """onnx-tensorrt takes symmetric Q/DQ only: uint8 zero point 128 and non-zero int8 zero points are errors."""
+    from onnx import TensorProto
+
+    for i, (zp_type, zp, ok) in enumerate([(TensorProto.INT8, 0, True), (TensorProto.UINT8, 128, False),
+                                            (TensorProto.INT8, 3, False)]):
+        src = _qdq_input(onnx_b2, tmp_path / f"q{i}.onnx", zp_type, zp)
+        if ok:
+            assert build_engine(src, output=tmp_path / f"q{i}.engine", progress=False).engine_path.is_file()
+            continue
+        with pytest.raises(BuildError, match="TensorRT only supports symmetric quantization"):
+            build_engine(src, output=tmp_path / f"q{i}.engine", progress=False)
+
+
+def test_cpu_form_int8_file_is_refused_before_tensorrt_loads(fake_trt, onnx_b2, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from gtpt_deploy.metadata import write_onnx_meta
+
+    model = onnx.load(str(onnx_b2))
+    meta = read_onnx_meta(model)
+    write_onnx_meta(model, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": {"target": "cpu"}}))
+    onnx.save(model, str(tmp_path / "cpu_int8.onnx"))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)   # refused before TensorRT is even imported
+    with pytest.raises(BuildError, match="--target tensorrt"):
+        build_engine(tmp_path / "cpu_int8.onnx", output=tmp_path / "a.engine", progress=False)
+
+
+@pytest.mark.parametrize("flavour", ["v10", "v11"])
+def test_layer_summary_reads_10x_and_11x_inspector_json(flavour):
+    from gtpt_deploy.engines.report import layer_summary
+
+    if flavour == "v10":
+        layers = [{"Name": "a", "Outputs": [{"Name": "x", "Format/Datatype": "Row major linear FP16 format"}]},
+                  {"Name": "b", "Outputs": [{"Name": "y", "Format/Datatype": "Channel major FP32 format where..."}]},
+                  {"Name": "c", "Outputs": [{"Name": "z", "Format/Datatype": "Row major Int8 format"}]}]
+        info = {"Layers": layers, "Bindings": ["images"]}
+    else:
+        layers = [{"Name": "a", "Outputs": [{"Name": "x", "Format": "Row major linear", "Datatype": "Half"}]},
+                  {"Name": "b", "Outputs": [{"Name": "y", "Format": "Channel major", "Datatype": "Float"}]},
+                  {"Name": "c", "Outputs": [{"Name": "z", "Format": "Row major", "Datatype": "Int8"}]}]
+        info = {"Layers": layers, "I/O Tensors": ["images"]}
+    assert layer_summary(json.dumps(info)) == {"count": 3, "by_precision": {"FP16": 1, "FP32": 1, "Int8": 1}}

@@ -142,7 +142,7 @@ def test_build_timing_cache_cannot_be_the_onnx_or_a_foreign_file(fake_trt, fake,
     thesis.write_text("three years of work\n")
     line = _one_line_error(_invoke(["build", src, "--batch", "1", "-o", tmp_path / "m.engine",
                                     "--timing-cache", thesis, "--force"]))
-    assert "not a TensorRT timing cache" in line
+    assert "not a timing cache TensorRT" in line
     assert thesis.read_text() == "three years of work\n" and not (tmp_path / "m.engine").exists()
     # a cache written by a build is read and updated as before
     cache = tmp_path / "t.cache"

@@ -82,8 +82,46 @@ def test_real_engine_validates_like_its_onnx(real_trt, seed0_t_onnx_b1, tmp_path
     from gtpt_deploy.eval.validate import validate
 
     engine = build_engine(seed0_t_onnx_b1, output=tmp_path / "seed0.engine", progress=False).engine_path
+    # no device: the engine follows its artifact (cuda), the ONNX baseline stays on the CPU
     report = validate(seed0_t_onnx_b1, [engine], MMPOSE_ANN, COCO_VAL / "images", boxes="gt", threads=1)
     base, cand = report.rows
     assert cand.argmax_agreement >= 0.99, cand
     assert abs(cand.AP - base.AP) <= 0.01 * max(base.AP, 1e-9) + 1e-6, (base, cand)
     assert Path(engine).stat().st_size > 0
+
+
+def test_real_one_logger_and_timing_cache_reuse(real_trt, tmp_path, caplog):
+    """One TensorRT logger per process: two live runners and a build give no 'differs from one already provided'
+    warning; the second build reuses the timing cache the first wrote."""
+    from gtpt_deploy.engines import build_engine
+    from gtpt_deploy.runners import create_runner
+
+    onnx_path = write_fake_pose_onnx(tmp_path / "fake.onnx", batch=None)
+    cache = tmp_path / "t.cache"
+    first = build_engine(onnx_path, dynamic_batch=(1, 2, 4), output=tmp_path / "a.engine", timing_cache=cache,
+                         workspace_gib=1, progress=False)
+    with caplog.at_level("DEBUG", logger="gtpt_deploy.runners.trt_api"):
+        with create_runner(first.engine_path) as a, create_runner(first.engine_path) as b:
+            x = np.zeros((2, 3, 256, 192), np.float32)
+            a.infer(x), b.infer(x)
+            second = build_engine(onnx_path, dynamic_batch=(1, 2, 4), output=tmp_path / "b.engine",
+                                  timing_cache=cache, workspace_gib=1, progress=False)
+    assert not [r for r in caplog.records if "single logger" in r.getMessage()]
+    assert second.timing_cache["rejected"] is False and second.timing_cache["loaded_bytes"] > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_real_int8_engine_runs_int8_and_fp16_layers(real_trt, seed0_t_onnx_b1, tmp_path):
+    """The TensorRT-form INT8 file (INT8 + FP16 base) builds, and the inspector shows Int8 and FP16 layers."""
+    import shutil
+
+    from gtpt_deploy.calib import calibrate_int8
+    from gtpt_deploy.engines import build_engine
+
+    src = tmp_path / "t_b1.onnx"
+    shutil.copy(seed0_t_onnx_b1, src)
+    int8 = calibrate_int8(src, MMPOSE_ANN, COCO_VAL / "images", num=8).output
+    res = build_engine(int8, output=tmp_path / "i8.engine", progress=False)
+    assert res.layers is not None, "the engine inspector must report layer precisions"
+    by = res.layers["by_precision"]
+    assert by.get("Int8", 0) > 0 and by.get("FP16", 0) > 0, by

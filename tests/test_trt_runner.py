@@ -149,3 +149,83 @@ def test_truncated_plan_and_missing_sidecar(fake_trt, onnx_dyn, tmp_path):
     engine_sidecar_path(engine).unlink()
     with pytest.raises(ArtifactError, match="has no sidecar m.engine.json"):
         create_runner(engine).activate()
+
+
+def test_min_equals_max_profile_of_a_dynamic_onnx_reports_minus_one_and_runs(fake_trt, onnx_dyn, tmp_path):
+    """TensorRT's engine.get_tensor_shape keeps -1 for a dynamic input even when its profile has min == max; the
+    runner takes the batch from the profile and sets the input shape itself."""
+    import onnxruntime as ort
+    import tensorrt as trt
+
+    engine = build_engine(onnx_dyn, batch=3, output=tmp_path / "b3.engine", progress=False).engine_path
+    runtime = trt.Runtime(trt.Logger())
+    plan = runtime.deserialize_cuda_engine(engine.read_bytes())
+    assert tuple(plan.get_tensor_shape("images"))[0] == -1 and tuple(plan.get_tensor_shape("simcc_x"))[0] == -1
+    del plan, runtime
+    x = np.random.default_rng(1).standard_normal((3, 3, 256, 192)).astype(np.float32)
+    want = ort.InferenceSession(str(onnx_dyn), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    with create_runner(engine) as runner:
+        assert runner.static_batch == 3
+        got = runner.infer(x)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_tensorrt_extras_pair_one_cuda_major():
+    """Each [tensorrt*] extra pins a TensorRT wheel and cuda-python of the same CUDA major (12 and 13 both offered),
+    so that pip cannot mix TensorRT for CUDA 13 with a CUDA 12 setup."""
+    import re
+    import tomllib
+
+    extras = tomllib.loads((MODELS.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    majors = set()
+    for name in [n for n in extras if n.startswith("tensorrt")]:
+        reqs = extras[name]
+        trt = [r for r in reqs if r.startswith("tensorrt")]
+        cuda = [r for r in reqs if r.startswith("cuda-python")]
+        assert len(trt) == 1 and len(cuda) == 1, (name, reqs)
+        m = re.fullmatch(r"tensorrt-cu(\d+)>=10[.\d]*,<12", trt[0])
+        assert m, f"[{name}] must name the CUDA major of its TensorRT wheel and bound it below 12: {trt[0]}"
+        major = int(m.group(1))
+        bounds = re.fullmatch(r"cuda-python>=(\d+)[.\d]*,<(\d+)", cuda[0])
+        assert bounds and int(bounds.group(1)) == major and int(bounds.group(2)) == major + 1, (name, cuda[0])
+        majors.add(major)
+    assert majors == {12, 13}
+
+
+def test_no_cuda_device_names_the_driver_requirement(monkeypatch):
+    """cudaGetDeviceCount fails with cudaErrorInsufficientDriver on a driver older than the CUDA of cuda-python:
+    the one-line error names the driver each CUDA major needs and the CUDA 12 pairing."""
+    import sys
+    import types
+
+    from gtpt_deploy.runners import cuda_mem
+
+    rt = types.ModuleType("cuda.bindings.runtime")
+    rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0)
+    rt.cudaGetDeviceCount = lambda: (35, 0)
+    rt.cudaGetErrorName = lambda err: (0, b"cudaErrorInsufficientDriver")
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = rt
+    monkeypatch.setitem(sys.modules, "cuda", types.ModuleType("cuda"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", rt)
+    monkeypatch.setattr(cuda_mem, "memory_factory", cuda_mem.CudaRuntimeMemory)
+    with pytest.raises(cuda_mem.NoCudaDeviceError) as err:
+        cuda_mem.open_gpu(0)
+    msg = str(err.value)
+    assert "cudaErrorInsufficientDriver" in msg and "\n" not in msg
+    assert "r580" in msg or "r535" in msg
+    assert "gtpt-deploy[tensorrt-cu12]" in msg and "nvidia-smi" in msg
+
+
+def test_engine_runs_on_cuda_without_device_option(fake_trt, onnx_dyn, tmp_path):
+    """An engine runs only on a GPU, so run / validate default its device to cuda (a .pth/.onnx stays on cpu)."""
+    pytest.importorskip("pycocotools")
+    engine = build_engine(onnx_dyn, batch=2, output=tmp_path / "b2.engine", progress=False).engine_path
+    res = _cli(["run", engine, PEOPLE / "zidane.jpg", "--out", tmp_path / "r", "--no-draw", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    res = _cli(["validate", onnx_dyn, engine, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--threads", "1",
+                "--batch", "2", "--max-ap-drop", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    base, cand = json.loads(res.stdout)["rows"]
+    assert cand["runner"].startswith("tensorrt ") and "tensorrt" not in base["runner"]

@@ -104,8 +104,7 @@ def search(model: Any, tensors_data: Any, recipe: Int8Recipe, crops: Any, meta: 
     base_logits = _logits(session_infer(model, threads), crops.crops)
     sens: dict[str, float] = {}
     for g in groups:      # each group quantized alone: its own damage, independent of the others
-        alone = Int8Recipe(recipe.target, recipe.method, tuple(x for x in groups if x != g) + recipe.float_groups,
-                           recipe.per_channel)
+        alone = recipe.with_float(tuple(x for x in groups if x != g))
         sens[g] = _kl(base_logits, _logits(session_infer(quantize(model, tensors_data, alone), threads), crops.crops))
     order = sorted(groups, key=lambda g: -sens[g])
     report("budget: sensitivity (KL vs FP32, each group alone): "

@@ -160,6 +160,10 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
             "delta_AP": None if fp32 is None else int8.ap - fp32.ap,
             "eval": None if fp32 is None else {"ann": str(eval_ann or ann), "fp32_AP": fp32.ap, "int8_AP": int8.ap},
             "max_ap_drop": max_ap_drop, "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
+    if recipe.base == "fp16":   # INT8 + FP16 for TensorRT (calib/mixed.py)
+        from .mixed import base_facts
+
+        info["fp16_base"] = base_facts()
     write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
     # One set, committed as export's is: ranges and cache first, the model (which marks the set complete) last;
     # any failure (full disk, a lost race for -o without --force) keeps none of them.

@@ -7,6 +7,10 @@ Two targets (design.md §5):
   matmuls, LayerNorm, Softmax, the pruning score -> TopK path and the gates stay float.
 * ``cpu``: the uint8-activation / int8-weight (U8S8) form ONNX Runtime fuses into integer kernels on x86.
 
+Base precision (``Int8Recipe.base``) of everything that is not quantized: ``fp16`` for ``tensorrt`` (INT8 + FP16,
+``calib.mixed``: a strongly typed TensorRT network runs each op in the ONNX's type, so an FP32 base would run the
+unquantized rest in FP32), ``fp32`` for ``cpu`` (ONNX Runtime's integer kernels on x86 want float32 around them).
+
 Weight-layer *groups* (``export.regions``) can be kept float as a whole: the default recipe keeps the gates, and the
 AP-budgeted search (``calib.budget``) adds the most sensitive groups. No torch import.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +31,7 @@ from ..errors import GtptError
 from ..export import regions
 
 TARGETS = ("tensorrt", "cpu")
+BASES = ("fp16", "fp32")
 METHODS = ("minmax", "entropy", "percentile")
 #: Weight-layer groups kept float by default. The group gates decide which token groups count (design.md §5). The
 #: rest was measured (minmax): quantizing the convolutional stem dropped argmax agreement with FP32 from 0.79 to 0.65
@@ -46,16 +51,22 @@ class Int8Recipe:
     method: str = "minmax"
     float_groups: tuple[str, ...] = DEFAULT_FLOAT_GROUPS
     per_channel: bool = True
+    base: str | None = None   # None: the target's (fp16 for tensorrt, fp32 for cpu)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise GtptError(f"--target must be one of {', '.join(TARGETS)}, got '{self.target}'")
         if self.method not in METHODS:
             raise GtptError(f"--method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if self.base is None:
+            object.__setattr__(self, "base", "fp16" if self.target == "tensorrt" else "fp32")
+        if self.base not in BASES or (self.target == "cpu" and self.base != "fp32"):
+            raise GtptError(f"INT8 base precision must be one of {', '.join(BASES)} (fp32 only for --target cpu), "
+                            f"got '{self.base}' for --target {self.target}")
 
     def with_float(self, groups: Sequence[str]) -> "Int8Recipe":
         keep = tuple(dict.fromkeys([*self.float_groups, *groups]))
-        return Int8Recipe(self.target, self.method, keep, self.per_channel)
+        return replace(self, float_groups=keep)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,7 +166,8 @@ def quantized_nodes(model: Any, recipe: Int8Recipe) -> list[regions.WeightLayer]
 
 
 def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
-    """FP32 ``onnx.ModelProto`` + ranges -> Q/DQ ``onnx.ModelProto`` (ONNX Runtime ``quantize_static``, QDQ format)."""
+    """FP32 ``onnx.ModelProto`` + ranges -> Q/DQ ``onnx.ModelProto`` (ONNX Runtime ``quantize_static``, QDQ format),
+    with an FP16 base (opset 19, float16 Q/DQ scales) when ``recipe.base`` is ``fp16``."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -187,7 +199,12 @@ def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
                             activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_quantize=nodes, calibrate_method=_ort_method(recipe.method),
                             calibration_cache_path=cache, extra_options=extra)
-        return onnx.load(str(out))
+        qmodel = onnx.load(str(out))
+    if recipe.base == "fp16":   # INT8 + FP16 (calib/mixed.py); every evaluation of the recipe sees this file
+        from .mixed import to_int8_fp16
+
+        qmodel, _info = to_int8_fp16(qmodel, model)
+    return qmodel
 
 
 def activation_tensors(qmodel: Any) -> list[str]:

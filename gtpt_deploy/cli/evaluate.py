@@ -62,7 +62,7 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
 def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: Path, images: Path, boxes: str | None,
                  detector: Path | None, box_thr: float | None, detector_device: str, detector_threads: int | None,
-                 max_ap_drop: float | None, no_flip: bool, batch: int | None, device: str, provider: str | None,
+                 max_ap_drop: float | None, no_flip: bool, batch: int | None, device: str | None, provider: str | None,
                  threads: int | None, baseline_device: str | None, as_json: bool) -> None:
     """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
 

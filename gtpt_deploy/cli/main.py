@@ -78,7 +78,9 @@ def where_options(what: str = "the pose artifacts") -> Callable[[F], F]:
                          show_default="cpu on --device cpu, else cuda",
                          help="ONNX Runtime execution provider for .onnx artifacts (GPU ones need onnxruntime-gpu; "
                               "never a silent CPU fallback).")(f)
-        return click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N",
+        # None = each artifact's own default: an engine runs only on a GPU (cuda), everything else on the CPU
+        return click.option("--device", default=None, show_default="cuda for .engine/.plan, else cpu",
+                            metavar="cpu|cuda|cuda:N",
                             help=f"Where {what} run: .pth (torch), .onnx (with a GPU --provider), .engine.")(f)
     return wrap
 

@@ -36,7 +36,7 @@ from .main import ARTIFACT, detector_options, echo_json, main, where_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout (progress on stderr).")
 def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None, box_thr: float | None,
             detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None,
-            out_dir: Path | None, no_flip: bool, batch: int | None, device: str, provider: str | None,
+            out_dir: Path | None, no_flip: bool, batch: int | None, device: str | None, provider: str | None,
             threads: int | None, kpt_thr: float, no_draw: bool, show: bool | None, force: bool,
             as_json: bool) -> None:
     """Pose with ARTIFACT (.pth, .onnx, .engine, triton://...) on INPUTS: images, folders, globs, videos or a camera.
@@ -52,7 +52,7 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run export/gtpt_t_coco_b1.onnx clip.mp4 'shots/*.jpg' --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run export/gtpt_t_coco_b1.onnx 0 --detector rtmdet_nano_person/end2end.onnx --no-show
-      gtpt-deploy run engines/t_b8_fp16.engine clip.mp4 --device cuda --detector det.onnx --detector-device cuda
+      gtpt-deploy run engines/t_b8_fp16.engine clip.mp4 --detector det.onnx --detector-device cuda
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
       gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx

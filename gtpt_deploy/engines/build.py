@@ -111,14 +111,16 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
     src = Path(onnx_path)
     if not src.is_file():
         raise ArtifactError(f"ONNX model {src} does not exist; export one with 'gtpt-deploy export'")
-    if not 0 <= opt_level <= 5:
-        raise GtptError(f"--opt-level must be 0..5, got {opt_level}")
-    if not workspace_gib > 0:
+    # TensorRT's bindings take integers only (pybind11 raises TypeError for 3.0): refuse before minutes of work
+    if isinstance(opt_level, bool) or not isinstance(opt_level, int) or not 0 <= opt_level <= 5:
+        raise GtptError(f"--opt-level must be an integer 0..5, got {opt_level!r}")
+    if not isinstance(workspace_gib, (int, float)) or not workspace_gib > 0:
         raise GtptError(f"--workspace must be a positive number of GiB, got {workspace_gib}")
     model_bytes = src.read_bytes()
     meta = read_onnx_meta(model_bytes, source=str(src))
     name, onnx_batch, chw = _onnx_input(model_bytes, src)
     profile = resolve_profile(name, onnx_batch, chw, batch, dynamic_batch, src.name)
+    _check_tensorrt_form(meta, src)
     out = Path(output) if output is not None else engine_path(meta.variant, profile.static_batch, meta.precision)
     side = engine_sidecar_path(out)
     if out.suffix.lower() not in (".engine", ".plan"):
@@ -130,15 +132,15 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
     api = load_tensorrt()
     mem, gpu_info = cuda_mem.open_gpu(gpu)
     del mem  # only needed to select and describe the device; TensorRT allocates what it builds with
-    plan, loaded, saved, seconds = _build(api, model_bytes, src, profile, workspace_gib, opt_level, cache, progress)
+    plan, cache_info, seconds = _build(api, model_bytes, src, profile, workspace_gib, opt_level, cache, progress)
 
     result = EngineResult(
         engine_path=out, sidecar_path=side, onnx_path=src, onnx_sha256=hashlib.sha256(model_bytes).hexdigest(),
         engine_sha256=hashlib.sha256(plan).hexdigest(), engine_bytes=len(plan), tensorrt_version=api.version,
         gpu=gpu_info.to_dict(), profile=profile, meta=meta, workspace_gib=workspace_gib, opt_level=opt_level,
-        timing_cache={"path": str(cache), "loaded_bytes": loaded, "saved_bytes": saved}, build_seconds=seconds,
-        layers=_inspect(api, plan), strongly_typed=True,
-        trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag),
+        timing_cache=cache_info, build_seconds=seconds, layers=_inspect(api, plan), strongly_typed=True,
+        trtexec=trtexec_command(src, out, profile, workspace_gib, opt_level, cache, api.trtexec_typing_flag,
+                                dynamic_input=onnx_batch is None),
         rebuild_command=_rebuild_command(src, out, profile, workspace_gib, opt_level, gpu))
     # the commit every artifact set uses: sidecar first, engine last; without --force a name that appeared while
     # this built (another build to the same -o) is not replaced and nothing of this build is kept
@@ -150,7 +152,7 @@ def build_engine(onnx_path: str | os.PathLike[str], batch: int | None = None,
 
 def _check_timing_cache(cache: Path, src: Path, out: Path, side: Path) -> None:
     """The timing cache is read and then rewritten: it must not be the ONNX (by identity), the engine or its
-    sidecar; an existing file that is no timing cache is refused in :func:`_build` before anything is written."""
+    sidecar; an existing file that TensorRT cannot read is refused in :func:`_attach_timing_cache` before the build."""
     if cache.is_dir():
         raise GtptError(f"--timing-cache {cache} is a folder; pass a file name (e.g. {cache / 'timing.cache'})")
     Inputs([src]).check(cache, "--timing-cache")
@@ -158,11 +160,22 @@ def _check_timing_cache(cache: Path, src: Path, out: Path, side: Path) -> None:
         raise GtptError(f"--timing-cache {cache} is this build's engine or sidecar; choose another --timing-cache")
 
 
+def _check_tensorrt_form(meta: Any, src: Path) -> None:
+    """An INT8 file calibrated for the CPU (uint8 activations, zero point 128, fused by ONNX Runtime) cannot be parsed
+    by TensorRT, whose ONNX parser takes symmetric Q/DQ only; say so before TensorRT is even loaded."""
+    int8 = dict(meta.extra).get("int8") if meta.precision == "int8" else None
+    if isinstance(int8, dict) and int8.get("target") == "cpu":
+        raise BuildError(f"{src.name} is the CPU form of INT8 (uint8 activations with zero point 128, fused by ONNX "
+                         f"Runtime); TensorRT takes symmetric Q/DQ only: calibrate the FP32 model with "
+                         f"'gtpt-deploy calibrate ... --target tensorrt' and build that file")
+
+
 def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile, workspace_gib: float,
-           opt_level: int, cache_path: Path, progress: bool) -> tuple[bytes, int, int, float]:
-    """Parse and build -> (serialized plan, timing cache bytes loaded, bytes saved, build seconds)."""
+           opt_level: int, cache_path: Path, progress: bool) -> tuple[bytes, dict[str, Any], float]:
+    """Parse and build -> (serialized plan, timing cache facts for the sidecar, build seconds)."""
     trt = api.trt
-    logger = api.make_logger()
+    logger = api.logger()
+    mark = logger.mark()
     builder = trt.Builder(logger)
     network = builder.create_network(api.network_flags)
     parser = trt.OnnxParser(network, logger)
@@ -175,7 +188,7 @@ def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile,
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    config.builder_optimization_level = opt_level
+    config.builder_optimization_level = int(opt_level)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions for the inspector summary
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(profile.input_name, profile.shape(profile.min), profile.shape(profile.opt),
@@ -184,40 +197,67 @@ def _build(api: TensorRT, model_bytes: bytes, src: Path, profile: EngineProfile,
         raise BuildError(f"TensorRT rejected the optimization profile {profile.to_dict()} for {src.name}")
 
     blob = cache_path.read_bytes() if cache_path.is_file() else b""
-    errors = len(logger.errors)
-    try:
-        cache = config.create_timing_cache(blob)
-    except Exception:  # noqa: BLE001 - whatever the bindings raise for a foreign blob, it is not a cache
-        cache = None
-    if blob and (cache is None or len(logger.errors) > errors):
-        # the build would replace this file with a fresh cache: refuse before anything is written
-        raise ArtifactError(f"--timing-cache {cache_path} is not a TensorRT timing cache (TensorRT "
-                            f"{api.version} cannot read it); name a new file (it is created) or one written by an "
-                            f"earlier build")
-    # ignore_mismatch=False: a cache from another GPU or TensorRT version is not applied (TensorRT says so)
-    config.set_timing_cache(cache, False)
+    cache, cache_info = _attach_timing_cache(config, blob, cache_path, api.version)
 
     with Spinner(f"building {src.name} with TensorRT {api.version}", enabled=progress) as spin:
         plan = builder.build_serialized_network(network, config)
     if plan is None:
-        why = "; ".join(logger.errors[-2:]) if logger.errors else "no error reported"
+        errors = logger.errors_since(mark)
+        why = "; ".join(errors[-2:]) if errors else "no error reported"
         raise BuildError(f"TensorRT {api.version} could not build an engine from {src.name} ({why}); try a larger "
                          f"--workspace, or check the model with trtexec --onnx={shlex.quote(str(src))}")
     data = bytes(plan)
 
-    saved = bytes(config.get_timing_cache().serialize())
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache_path, inputs=[src]) as tmp:
-        tmp.write_bytes(saved)
-    return data, len(blob), len(saved), spin.seconds
+    updated = config.get_timing_cache() if cache is not None else None
+    saved = bytes(updated.serialize()) if updated is not None else b""
+    if saved:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache_path, inputs=[src]) as tmp:
+            tmp.write_bytes(saved)
+    cache_info["saved_bytes"] = len(saved)
+    del cache  # TensorRT: the cache must outlive the build (it has); config holds its own reference until here
+    return data, cache_info, spin.seconds
+
+
+def _attach_timing_cache(config: Any, blob: bytes, path: Path, version: str) -> tuple[Any, dict[str, Any]]:
+    """Create the timing cache from ``blob`` and attach it -> (cache or None, sidecar facts).
+
+    TensorRT verifies a cache against the current GPU and version (NvInfer.h, IBuilderConfig::createTimingCache /
+    setTimingCache). A blob it cannot read at all (``create_timing_cache`` -> None or an exception: not a timing
+    cache, or another TensorRT version's) is refused here, before minutes of building, because the build would
+    replace that file: it may be anything the user named by mistake. A readable cache of another GPU
+    (``set_timing_cache(cache, ignore_mismatch=False)`` -> False) is certainly a timing cache: one warning, and a
+    fresh cache replaces it after the build (ignore_mismatch=True risks wrong or slow tactics). When even a fresh
+    cache cannot be made the build goes on without one.
+    """
+    info: dict[str, Any] = {"path": str(path), "loaded_bytes": len(blob), "saved_bytes": 0, "rejected": False}
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception:  # noqa: BLE001 - whatever the bindings raise for a foreign blob, it is not a cache
+            cache = None
+        if cache is None:
+            raise ArtifactError(f"--timing-cache {path} is not a timing cache TensorRT {version} can read (another "
+                                f"TensorRT version's cache, or another kind of file); delete it if it is an old "
+                                f"cache, or name a new file (it is created)")
+        if config.set_timing_cache(cache, False):
+            return cache, info
+        info.update(loaded_bytes=0, rejected=True)
+        log.warning("timing cache %s was made on another GPU than this one and is not used; starting a fresh one "
+                    "(it replaces the file after the build)", path)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        log.warning("TensorRT %s could not create a timing cache; building without one (%s is left as it is)",
+                    version, path)
+        return None, info
+    return cache, info
 
 
 def _inspect(api: TensorRT, plan: bytes) -> dict[str, Any] | None:
     """Per-layer precision summary of the built plan via the engine inspector; None when it is not available."""
     trt = api.trt
-    # the logger and runtime are kept in locals while the engine lives: TensorRT requires both to outlive it
-    logger = api.make_logger()
-    runtime = trt.Runtime(logger)
+    # the runtime is kept in a local while the engine lives: TensorRT requires it to outlive the engine
+    runtime = trt.Runtime(api.logger())
     try:
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:

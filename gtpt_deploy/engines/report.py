@@ -16,7 +16,6 @@ from typing import Any, TextIO
 from ..metadata import ModelMeta
 
 SIDECAR_SCHEMA = 1
-PRECISION_TOKENS = ("FP32", "FP16", "BF16", "FP8", "Int8", "Int32", "Int64", "Bool")
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,8 @@ class EngineResult:
         layers = ("layer precisions: " + ", ".join(f"{k} {v}" for k, v in self.layers["by_precision"].items())
                   if self.layers and self.layers.get("by_precision") else "layer precisions: not reported")
         tc = self.timing_cache
-        cache = (f"timing cache {tc['path']} ({'reused' if tc['loaded_bytes'] else 'created'}, "
+        state = "replaced: made elsewhere" if tc.get("rejected") else "reused" if tc["loaded_bytes"] else "created"
+        cache = (f"timing cache {tc['path']} ({state}, "
                  f"{tc['saved_bytes']} bytes)" if tc.get("path") else "no timing cache")
         return "\n".join([
             f"built {self.meta.variant} {self.meta.precision} engine ({batch}) -> {self.engine_path}",
@@ -98,15 +98,38 @@ class EngineResult:
         ])
 
 
+#: words TensorRT uses for a tensor's type in the inspector's JSON -> our precision names (10.x writes e.g. "Row
+#: major linear FP16 format" under "Format/Datatype"; 11.x a separate "Datatype"; Polygraphy's inspector reads
+#: "Float"/"FP32", "Half"/"FP16", "Int8", "BFloat16"/"BF16" from either)
+DTYPE_WORDS = {"fp32": "FP32", "float": "FP32", "float32": "FP32", "fp16": "FP16", "half": "FP16", "float16": "FP16",
+               "bf16": "BF16", "bfloat16": "BF16", "fp8": "FP8", "int8": "Int8", "int32": "Int32",
+               "int64": "Int64", "bool": "Bool", "uint8": "UInt8", "int4": "Int4", "fp4": "FP4"}
+
+
+def _tensor_precision(tensor: Any) -> str:
+    """Precision of one tensor record of the inspector: 11.x "Datatype" first, then 10.x "Format/Datatype"."""
+    if not isinstance(tensor, dict):
+        return "other"
+    for key in ("Datatype", "Format/Datatype"):
+        words = str(tensor.get(key, "")).replace("/", " ").replace(",", " ").lower().split()
+        found = next((DTYPE_WORDS[w] for w in words if w in DTYPE_WORDS), None)
+        if found:
+            return found
+    return "other"
+
+
 def layer_summary(engine_info: str) -> dict[str, Any] | None:
     """Per-layer precision counts from ``IEngineInspector.get_engine_information(LayerInformationFormat.JSON)``.
 
-    With ``ProfilingVerbosity.DETAILED`` every layer is an object whose outputs carry a ``"Format/Datatype"`` string
-    such as ``"Row major linear FP16 format"``; a layer is counted under the precision of its first output. Layer
-    names only (other verbosities) -> counts are left out. Unparseable text -> None.
+    With ``ProfilingVerbosity.DETAILED`` every layer is an object whose ``Outputs`` carry the tensor type: on
+    TensorRT 10.x as one ``"Format/Datatype"`` string such as ``"Row major linear FP16 format"``, on 11.x as separate
+    ``"Format"`` and ``"Datatype"`` keys (and the engine's I/O list moved from ``"Bindings"`` to ``"I/O Tensors"``; not read here).
+    A layer is counted under the precision of its first output. Layer names only (other verbosities) -> counts are
+    left out. Unparseable text -> None.
     """
     try:
-        layers = json.loads(engine_info).get("Layers", [])
+        data = json.loads(engine_info)
+        layers = data.get("Layers", [])
     except (ValueError, AttributeError):
         return None
     counts: Counter[str] = Counter()
@@ -114,21 +137,27 @@ def layer_summary(engine_info: str) -> dict[str, Any] | None:
         if not isinstance(layer, dict):
             continue
         outputs = layer.get("Outputs") or []
-        fmt = str(outputs[0].get("Format/Datatype", "")) if outputs and isinstance(outputs[0], dict) else ""
-        token = next((t for t in PRECISION_TOKENS if t.lower() in fmt.lower().split()), "other")
-        counts[token] += 1
+        counts[_tensor_precision(outputs[0]) if outputs else "other"] += 1
     return {"count": len(layers), "by_precision": dict(sorted(counts.items(), key=lambda kv: -kv[1])) or None}
 
 
 def trtexec_command(onnx: Path, engine: Path, profile: EngineProfile, workspace_gib: float, opt_level: int,
-                    timing_cache: Path | None, typing_flag: str) -> str:
-    """The trtexec line that builds the same engine (strongly typed, same profile, workspace, level, cache)."""
+                    timing_cache: Path | None, typing_flag: str, dynamic_input: bool) -> str:
+    """The trtexec line that builds the same engine (strongly typed, same profile, workspace, level, cache).
+
+    trtexec's shape rules (samples/common/sampleEngines.cpp): a network whose inputs are all static refuses
+    ``--minShapes/--optShapes/--maxShapes`` ("Static model does not take explicit shapes ..."), and a dynamic input
+    without them gets its dynamic dimensions set to 1. So the shapes go in exactly when the ONNX input is dynamic
+    (``dynamic_input``), even for a min == max profile (``build --batch 8`` of a dynamic-batch export).
+    """
     def dims(b: int) -> str:
         return f"{profile.input_name}:" + "x".join(str(d) for d in profile.shape(b))
     args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
     args += [typing_flag] if typing_flag else []
-    args += [f"--minShapes={dims(profile.min)}", f"--optShapes={dims(profile.opt)}", f"--maxShapes={dims(profile.max)}",
-             f"--memPoolSize=workspace:{int(round(workspace_gib * 1024))}M", f"--builderOptimizationLevel={opt_level}",
+    if dynamic_input:
+        args += [f"--minShapes={dims(profile.min)}", f"--optShapes={dims(profile.opt)}",
+                 f"--maxShapes={dims(profile.max)}"]
+    args += [f"--memPoolSize=workspace:{int(round(workspace_gib * 1024))}M", f"--builderOptimizationLevel={opt_level}",
              "--profilingVerbosity=detailed"]
     if timing_cache is not None:
         args.append(f"--timingCacheFile={timing_cache}")

@@ -101,7 +101,7 @@ class ValidationReport:
 
 
 def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
-                 batch: int | None, device: str, provider: str | None, threads: int | None,
+                 batch: int | None, device: str | None, provider: str | None, threads: int | None,
                  progress: bool) -> tuple[list[ImagePoses], str, int, float, str]:
     from tqdm import tqdm
 
@@ -126,7 +126,7 @@ def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, i
 
 def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
              boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
-             batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
+             batch: int | None = None, device: str | None = None, box_thr: float | None = None,
              max_ap_drop: float | Mapping[str, float] | None = None, threads: int | None = None,
              progress: bool = False, provider: str | None = None, baseline_device: str | None = None,
              detector_device: str = "cpu", detector_threads: int | None = None) -> ValidationReport:
@@ -140,8 +140,9 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         batch: crops per call for dynamic-batch artifacts (static ones use their own).
         max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point): one number for
             every candidate, or {precision: budget} over :data:`DEFAULT_BUDGETS` (None: those defaults).
-        device, provider: where the candidates run (``cpu`` / ``cuda[:N]``; ONNX Runtime provider for .onnx);
-            baseline_device: the baseline's device (default: ``device``).
+        device, provider: where the candidates run (``cpu`` / ``cuda[:N]``; None: each artifact's default, ``cuda``
+            for an engine, ``cpu`` otherwise; ONNX Runtime provider for .onnx); baseline_device: the baseline's
+            device (default: ``device``).
         threads: CPU threads of each backend (None: its default).
         detector_device, detector_threads: where the person detector runs (its own setting).
 

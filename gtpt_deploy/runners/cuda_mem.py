@@ -21,6 +21,30 @@ from ..errors import GtptError, MissingDependencyError
 
 NO_DEVICE_HINT = ("TensorRT engines run only on a machine with an NVIDIA GPU and its driver; "
                   "run the .onnx with ONNX Runtime here")
+#: Minimum Linux driver per CUDA major of the TensorRT wheels and cuda-python (NVIDIA TensorRT 11.4/11.5 install
+#: prerequisites: r580+ for the CUDA 13.x packages, r535+ for the CUDA 12.x wheels).
+DRIVER_FOR_CUDA = {12: "r535", 13: "r580"}
+
+
+def driver_hint(cuda_major: int | None) -> str:
+    """One clause naming the driver the installed CUDA packages need and the pairing for an older driver."""
+    need = DRIVER_FOR_CUDA.get(cuda_major or 0)
+    which = (f"the installed cuda-python {cuda_major}.x (CUDA {cuda_major}) needs NVIDIA driver {need} or newer"
+             if need else "CUDA 12 packages need NVIDIA driver r535+, CUDA 13 packages r580+")
+    return (f"{which}; check it with nvidia-smi, and on an older driver install the CUDA 12 pairing: "
+            f"pip install 'gtpt-deploy[tensorrt-cu12]'")
+
+
+def _cuda_python_major() -> int | None:
+    """Major version of the installed cuda-python bindings (12 or 13), None when unknown."""
+    from importlib import metadata
+
+    for dist in ("cuda-bindings", "cuda-python"):
+        try:
+            return int(metadata.version(dist).split(".")[0])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
 
 
 class NoCudaDeviceError(GtptError):
@@ -73,8 +97,9 @@ class CudaRuntimeMemory:
         if err != self.rt.cudaError_t.cudaSuccess:
             _, name = self.rt.cudaGetErrorName(err)
             name = name.decode() if isinstance(name, bytes) else str(name)
-            if what == "cudaGetDeviceCount":
-                raise NoCudaDeviceError(f"no CUDA device found ({what}: {name}); {NO_DEVICE_HINT}")
+            if what == "cudaGetDeviceCount":   # cudaErrorNoDevice, cudaErrorInsufficientDriver, ...
+                raise NoCudaDeviceError(f"no CUDA device found ({what}: {name}); {driver_hint(_cuda_python_major())};"
+                                        f" {NO_DEVICE_HINT}")
             raise GtptError(f"CUDA call {what} failed with {name}; check the GPU driver (nvidia-smi) and that the "
                             f"installed cuda-python matches its CUDA version")
         return values[0] if len(values) == 1 else tuple(values)
@@ -130,7 +155,7 @@ def open_gpu(index: int = 0) -> tuple[DeviceMemory, GpuInfo]:
     mem = memory_factory()
     count = mem.device_count()
     if count == 0:
-        raise NoCudaDeviceError(f"no CUDA device found; {NO_DEVICE_HINT}")
+        raise NoCudaDeviceError(f"no CUDA device found; {driver_hint(_cuda_python_major())}; {NO_DEVICE_HINT}")
     if index >= count:
         raise NoCudaDeviceError(f"GPU {index} requested but this machine has {count} CUDA device(s) "
                                 f"(0..{count - 1}); pass --gpu with one of them")

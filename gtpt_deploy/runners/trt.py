@@ -97,11 +97,13 @@ class TrtRunner(Runner):
                                 f"rebuild it: {self._rebuild(side)}")
         trt = api.trt
         # TensorRT requires the logger and the runtime to outlive every engine and context made from them
-        self._logger = logger = api.make_logger()
+        self._logger = logger = api.logger()   # the process's one TensorRT logger
+        mark = logger.mark()
         self._runtime = trt.Runtime(logger)
         engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            why = logger.errors[-1] if logger.errors else "no reason given"
+            errors = logger.errors_since(mark)
+            why = errors[-1] if errors else "no reason given"
             self._release()
             raise ArtifactError(f"TensorRT {api.version} could not deserialize {self.path.name} ({why}); "
                                 f"rebuild it: {self._rebuild(side)}")

@@ -16,8 +16,10 @@ uses any of the removed names on either version: precision comes from the ONNX f
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import GtptError
 
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_MAJORS = (10, 11)
 INSTALL_HINT = ("TensorRT engines are built and run on a machine with an NVIDIA GPU: there, "
-                "pip install 'gtpt-deploy[tensorrt]' (the TensorRT wheel matching its CUDA); "
+                "pip install 'gtpt-deploy[tensorrt]' (CUDA 13, NVIDIA driver r580+) or "
+                "'gtpt-deploy[tensorrt-cu12]' (CUDA 12, driver r535+); "
                 "elsewhere run the .onnx with ONNX Runtime")
 
 
@@ -64,27 +67,63 @@ class TensorRT:
         """The trtexec option that builds the same network type (``--stronglyTyped`` on 10.x; default on 11.x)."""
         return "" if self.major >= 11 else "--stronglyTyped"
 
-    def make_logger(self) -> Any:
-        """An ``ILogger`` that forwards warnings to :mod:`logging` and keeps errors for one-line messages.
+    def logger(self) -> "TrtLogger":
+        """The process's one TensorRT logger (created on first use, then shared by every builder, parser and runtime).
 
-        ``errors`` (list of str) holds what TensorRT reported at ERROR / INTERNAL_ERROR severity.
+        TensorRT keeps a single logger pointer per process: a builder or runtime created with another logger while
+        one exists gets a warning and the first logger is used anyway (NVIDIA/TensorRT issue #1475; Polygraphy's
+        ``get_trt_logger`` and NVIDIA's samples hold one global logger for this reason).
         """
-        trt = self.trt
+        global _LOGGER
+        with _LOGGER_LOCK:
+            if _LOGGER is None or _LOGGER[0] is not self.trt:   # another tensorrt module only in tests
+                _LOGGER = (self.trt, _make_logger(self.trt))
+            return _LOGGER[1]
 
-        class _Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-                self.errors: list[str] = []
 
-            def log(self, severity: Any, msg: str) -> None:
-                level = int(severity)
-                if level <= int(trt.ILogger.Severity.ERROR):
-                    self.errors.append(str(msg).strip())
-                    log.debug("TensorRT error: %s", msg)
-                elif level == int(trt.ILogger.Severity.WARNING):
-                    log.debug("TensorRT warning: %s", msg)
+class TrtLogger(Protocol):
+    """What callers read from the shared logger: ``mark()`` -> position, ``errors_since(mark)`` -> messages."""
 
-        return _Logger()
+    def mark(self) -> int: ...
+    def errors_since(self, mark: int) -> list[str]: ...
+
+
+_LOGGER: tuple[Any, Any] | None = None
+_LOGGER_LOCK = threading.Lock()
+MAX_KEPT_ERRORS = 64
+
+
+def _make_logger(trt: Any) -> Any:
+    """An ``ILogger`` subclass (it must call ``ILogger.__init__``: pybind11 refuses an instance that did not) that
+    forwards warnings to :mod:`logging` and keeps the last ERROR / INTERNAL_ERROR messages, numbered, so that a
+    caller reads only the errors of its own call even while other threads use the same logger."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self._lock = threading.Lock()
+            self._errors: deque[tuple[int, str]] = deque(maxlen=MAX_KEPT_ERRORS)
+            self._count = 0
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = int(severity)
+            if level <= int(trt.ILogger.Severity.ERROR):
+                with self._lock:
+                    self._errors.append((self._count, str(msg).strip()))
+                    self._count += 1
+                log.debug("TensorRT error: %s", msg)
+            elif level == int(trt.ILogger.Severity.WARNING):
+                log.debug("TensorRT warning: %s", msg)
+
+        def mark(self) -> int:
+            with self._lock:
+                return self._count
+
+        def errors_since(self, mark: int) -> list[str]:
+            with self._lock:
+                return [m for i, m in self._errors if i >= mark]
+
+    return _Logger()
 
 
 def load_tensorrt(purpose: str = "Building TensorRT engines") -> TensorRT:

@@ -149,7 +149,7 @@ def _stream_frames(src: Source, boxes: BoxSource, timestamps: dict[int, float | 
 
 def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str | Path | None = None,
                boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
-               batch: int | None = None, device: str = "cpu", box_thr: float | None = None,
+               batch: int | None = None, device: str | None = None, box_thr: float | None = None,
                kpt_thr: float | None = None, draw: bool = True, force: bool = False, progress: bool = False,
                threads: int | None = None, show: bool | None = None, provider: str | None = None,
                ann: str | Path | None = None, detector_device: str = "cpu",
@@ -163,7 +163,8 @@ def run_inputs(artifact: str | Path, inputs: Iterable[str | Path], out_dir: str 
             detector: a person detector ONNX; neither: the whole image is one person (logged as a warning).
         ann: COCO annotation file whose ``file_name``s give the image ids (so ``evaluate ann results.json`` works).
         show: live window for cameras (None: when a display exists; else an annotated video is written).
-        device, provider, threads: where the pose artifact runs; detector_device / detector_threads: the detector's.
+        device, provider, threads: where the pose artifact runs (device None: the artifact's default, ``cuda`` for
+            an engine, else ``cpu``); detector_device / detector_threads: the detector's.
 
     Undecodable / missing images are skipped and listed in the summary. Ctrl-C ends the run cleanly: what was
     processed is written.

@@ -12,87 +12,28 @@
 * the plan is ``MAGIC | header json | onnx bytes | length``: another TensorRT version, another compute capability
   or a truncated file make ``deserialize_cuda_engine`` log an error and return None, as TensorRT does;
 * execution reads the input from, and writes outputs to, the fake device memory behind the bound addresses, and
-  runs the plan's ONNX with ONNX Runtime - so results are real numbers.
+  runs the plan's ONNX with ONNX Runtime - so results are real numbers;
+* what real TensorRT refuses or reports (issue 18; each checked against NVIDIA's sources, listed in the docstrings):
+  one logger per process (``rules.adopt_logger``), a logger subclass that skipped ``ILogger.__init__``, float pool
+  sizes and float int properties (pybind11 TypeErrors), timing caches of another version (``create_timing_cache`` ->
+  None) or device (``set_timing_cache`` -> False), -1 for dynamic input dimensions in ``engine.get_tensor_shape``
+  even for a min == max profile, asymmetric Q/DQ in the parser (``rules.qdq_errors``), the 10.x / 11.x inspector
+  JSON keys; ``trtexec.check_command`` applies trtexec's shape rules to a recorded command line.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from .rules import ONE_LOGGER_WARNING, FakeDeviceMemory, adopt_logger, qdq_errors  # noqa: F401 - re-exported
+from .state import STATE, reset_state  # noqa: F401 - re-exported: tests read impl.STATE
+
 MAGIC = b"FAKE-TRT-PLAN\0"
 TC_MAGIC = b"FAKE-TRT-TIMING\0"
-
-#: fake CUDA world shared by every flavour: devices, allocations, streams; counters the tests read
-STATE: dict[str, Any] = {}
-
-
-def reset_state(devices: list[tuple[str, tuple[int, int]]] | None = None) -> None:
-    """Fresh fake CUDA: ``devices`` is a list of (name, compute capability); default one "Fake L4" 8.9."""
-    STATE.clear()
-    STATE.update(devices=list(devices if devices is not None else [("Fake L4", (8, 9))]), current=0, memory={},
-                 next_ptr=1 << 20, streams=set(), stats=Counter())
-
-
-reset_state()
-
-
-class FakeDeviceMemory:
-    """``gtpt_deploy.runners.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
-
-    def device_count(self) -> int:
-        return len(STATE["devices"])
-
-    def device_info(self, index: int) -> Any:
-        from gtpt_deploy.runners.cuda_mem import GpuInfo
-
-        name, cc = STATE["devices"][index]
-        return GpuInfo(index, name, cc)
-
-    def set_device(self, index: int) -> None:
-        assert 0 <= index < len(STATE["devices"]), "cudaErrorInvalidDevice"
-        STATE["current"] = index
-
-    def alloc(self, nbytes: int) -> int:
-        ptr = STATE["next_ptr"]
-        STATE["next_ptr"] += (int(nbytes) + 255) // 256 * 256 + 256
-        STATE["memory"][ptr] = np.zeros(int(nbytes), np.uint8)
-        STATE["stats"]["alloc"] += 1
-        return ptr
-
-    def free(self, ptr: int) -> None:
-        del STATE["memory"][ptr]  # KeyError = double free / wild pointer
-        STATE["stats"]["free"] += 1
-
-    def create_stream(self) -> int:
-        handle = 0x5000 + len(STATE["streams"]) + STATE["stats"]["streams"]
-        STATE["streams"].add(handle)
-        STATE["stats"]["streams"] += 1
-        return handle
-
-    def destroy_stream(self, stream: int) -> None:
-        STATE["streams"].remove(stream)
-
-    def h2d(self, ptr: int, host: np.ndarray, stream: int) -> None:
-        assert stream in STATE["streams"], "copy on an unknown stream"
-        block = STATE["memory"][ptr]
-        raw = np.ascontiguousarray(host).view(np.uint8).reshape(-1)
-        assert raw.size <= block.size, f"h2d of {raw.size} bytes into a {block.size}-byte buffer"
-        block[:raw.size] = raw
-
-    def d2h(self, host: np.ndarray, ptr: int, stream: int) -> None:
-        assert stream in STATE["streams"], "copy on an unknown stream"
-        assert host.flags.c_contiguous
-        block = STATE["memory"][ptr]
-        assert host.nbytes <= block.size, f"d2h of {host.nbytes} bytes from a {block.size}-byte buffer"
-        host.view(np.uint8).reshape(-1)[:] = block[:host.nbytes]
-
-    def sync(self, stream: int) -> None:
-        assert stream in STATE["streams"]
 
 
 class _Strict:
@@ -126,8 +67,23 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         INFO = 3
         VERBOSE = 4
 
-    class ILogger:
-        pass
+    class _PybindInit(type):
+        """pybind11 refuses a Python subclass instance whose ``__init__`` skipped the bound base's (pyCore.cpp binds
+        ``ILogger`` with ``py::init<>()``): TypeError "...ILogger.__init__() must be called when overriding
+        __init__", raised when the instance is made."""
+
+        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+            obj = super().__call__(*args, **kwargs)
+            if not obj.__dict__.get("_pybind_init"):
+                raise TypeError(f"tensorrt.tensorrt.ILogger.__init__() must be called when overriding __init__")
+            return obj
+
+    class ILogger(metaclass=_PybindInit):
+        def __init__(self) -> None:
+            self._pybind_init = True
+
+        def log(self, severity: Any, msg: str) -> None:
+            raise RuntimeError("Tried to call pure virtual function \"ILogger::log\"")
 
     ILogger.Severity = Severity  # type: ignore[attr-defined]
 
@@ -135,6 +91,7 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = list(Severity)
 
         def __init__(self, min_severity: Severity = Severity.WARNING) -> None:
+            ILogger.__init__(self)
             self.min_severity = min_severity
 
         def log(self, severity: Severity, msg: str) -> None:
@@ -243,6 +200,8 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
                 if node.domain not in ("", "ai.onnx"):
                     self._errors.append(ParserError(ErrorCode.UNSUPPORTED_NODE,
                                                     f"No importer registered for op: {node.op_type}", i))
+            self._errors += [ParserError(ErrorCode.INVALID_NODE, desc, i)
+                             for i, desc in qdq_errors(m, lambda msg: self._logger.log(Severity.WARNING, msg))]
             if self._errors:
                 return False
             inits = {t.name for t in m.graph.initializer}
@@ -265,11 +224,15 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
             return self._shapes[input]
 
     class ITimingCache(_Strict):
-        def __init__(self, entries: dict[str, float]) -> None:
+        """Entries plus the verification header TensorRT keeps: the TensorRT version and the CUDA device."""
+
+        def __init__(self, entries: dict[str, float], device: list[Any] | None = None) -> None:
             self._entries = dict(entries)
+            self._device = device if device is not None else _current_device()
 
         def serialize(self) -> IHostMemory:
-            body = json.dumps({"version": version, "entries": self._entries}, sort_keys=True).encode()
+            body = json.dumps({"version": version, "device": self._device, "entries": self._entries},
+                              sort_keys=True).encode()
             return IHostMemory(TC_MAGIC + body)
 
         def combine(self, input_cache: "ITimingCache", ignore_mismatch: bool) -> bool:
@@ -279,6 +242,18 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         def reset(self) -> bool:
             self._entries.clear()
             return True
+
+    INT_PROPERTIES = {"avg_timing_iterations", "DLA_core", "builder_optimization_level", "max_aux_streams",
+                      "max_num_tactics", "tiling_optimization_level", "l2_limit_for_tiling"}
+
+    def _current_device() -> list[Any]:
+        name, cc = STATE["devices"][STATE["current"]]
+        return [name, list(cc)]
+
+    def _log(severity: Any, msg: str) -> None:
+        logger = STATE.get("trt_logger")
+        if logger is not None:
+            logger.log(severity, msg)
 
     config_attrs = {"avg_timing_iterations", "flags", "profile_stream", "default_device_type", "DLA_core",
                     "profiling_verbosity", "engine_capability", "builder_optimization_level", "max_aux_streams",
@@ -301,8 +276,22 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
         def num_optimization_profiles(self) -> int:
             return len(self._profiles)
 
+        def __setattr__(self, name: str, value: Any) -> None:
+            # pybind11's int caster takes no float (no implicit narrowing): config.builder_optimization_level = 3.0
+            # raises TypeError in the real bindings
+            if name in INT_PROPERTIES and (isinstance(value, bool) or not isinstance(value, (int, enum.IntEnum))):
+                raise TypeError(f"(): incompatible function arguments. The following argument types are supported:"
+                                f" 1. (self: tensorrt.tensorrt.IBuilderConfig, arg0: int) -> None; invoked with "
+                                f"{type(value).__name__} {value!r} for {name}")
+            super().__setattr__(name, value)
+
         def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
-            assert isinstance(pool, MemoryPoolType) and int(pool_size) > 0
+            if not isinstance(pool, MemoryPoolType) or isinstance(pool_size, bool) or not isinstance(pool_size, int):
+                raise TypeError(f"set_memory_pool_limit(): incompatible function arguments. The following argument "
+                                f"types are supported: 1. (self: tensorrt.tensorrt.IBuilderConfig, pool: "
+                                f"tensorrt.tensorrt.MemoryPoolType, pool_size: int) -> None; invoked with "
+                                f"{type(pool).__name__}, {type(pool_size).__name__} {pool_size!r}")
+            assert pool_size > 0
             self._pools[pool] = int(pool_size)
 
         def get_memory_pool_limit(self, pool: Any) -> int:
@@ -324,16 +313,37 @@ def make_api(major: int, version: str) -> dict[str, Any]:  # noqa: C901 - one na
             self._profiles.append(profile)
             return len(self._profiles) - 1
 
-        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
+            """Size 0: a new cache (NvInfer.h createTimingCache). Unreadable data or another TensorRT version: an
+            error through the logger and None (the binding returns the null pointer as None)."""
             blob = bytes(serialized_timing_cache)
+            STATE["stats"]["timing_cache_creates"] += 1
+            if STATE.get("timing_cache_unavailable"):   # TensorRT out of host memory, or a disabled cache
+                return None
             if not blob:
                 return ITimingCache({})
-            assert blob.startswith(TC_MAGIC), "not a timing cache"
-            data = json.loads(blob[len(TC_MAGIC):])
-            return ITimingCache(data["entries"] if data["version"] == version else {})
+            try:
+                assert blob.startswith(TC_MAGIC)
+                data = json.loads(blob[len(TC_MAGIC):])
+            except (AssertionError, ValueError):
+                _log(Severity.ERROR, "Error Code 1: Serialization (Cannot deserialize timing cache: magic tag does "
+                                     "not match)")
+                return None
+            if data["version"] != version:
+                _log(Severity.ERROR, f"Error Code 1: Serialization (timing cache version mismatch: expected "
+                                     f"{version}, got {data['version']})")
+                return None
+            return ITimingCache(data["entries"], data["device"])
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-            assert isinstance(ignore_mismatch, bool)
+            """False (and an error) for a cache of another CUDA device unless ``ignore_mismatch`` (NvInfer.h
+            setTimingCache: "A failure will be reported if the CUDA device property ... is different")."""
+            if not isinstance(ignore_mismatch, bool) or not isinstance(cache, ITimingCache):
+                raise TypeError("set_timing_cache(): incompatible function arguments")
+            if cache._device != _current_device() and not ignore_mismatch:
+                _log(Severity.ERROR, f"Error Code 3: API Usage Error (timing cache was created on {cache._device}, "
+                                     f"current device is {_current_device()})")
+                return False
             self._cache = cache
             return True
 

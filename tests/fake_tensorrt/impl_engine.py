@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .impl import MAGIC, STATE, _Strict
+from .impl import MAGIC, STATE, _Strict, adopt_logger
 
 
 def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, Any]:  # noqa: C901
@@ -31,8 +31,9 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
         _attrs = frozenset({"max_threads", "error_recorder", "gpu_allocator"})
 
         def __init__(self, logger: Any) -> None:
-            assert isinstance(logger, ns["ILogger"]), "Builder needs an ILogger"
-            self._logger = logger
+            if not isinstance(logger, ns["ILogger"]):
+                raise TypeError("__init__(): incompatible constructor arguments: logger must be a tensorrt.ILogger")
+            self._logger = adopt_logger(self, logger, "createInferBuilder", Severity.WARNING)
 
         def create_network(self, flags: int = 0) -> Any:
             known = sum(1 << int(f) for f in Flag)
@@ -103,8 +104,9 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
         _attrs = frozenset({"max_threads", "error_recorder", "gpu_allocator", "engine_host_code_allowed"})
 
         def __init__(self, logger: Any) -> None:
-            assert isinstance(logger, ns["ILogger"])
-            self._logger = logger
+            if not isinstance(logger, ns["ILogger"]):
+                raise TypeError("__init__(): incompatible constructor arguments: logger must be a tensorrt.ILogger")
+            self._logger = adopt_logger(self, logger, "createInferRuntime", Severity.WARNING)
 
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> Any:
             parsed = parse_plan(bytes(serialized_engine))
@@ -172,19 +174,18 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
             return TensorIOMode.NONE
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            """Inputs: the ONNX dims, static when the profile is (min == max). Outputs: inferred from the network
-            at the profile's smallest input, batch -1 when the profile is dynamic - as TensorRT reports them."""
-            if self.get_tensor_mode(name) == TensorIOMode.OUTPUT:
-                (inp, _m), = [io for io in self._io if io[1] == TensorIOMode.INPUT]
-                lo, _opt, hi = self._header["profile"].get(inp.name) or [self.get_tensor_shape(inp.name)] * 3
-                shape = self._output_shapes(tuple(lo))[name]
-                return shape if lo == hi else (-1, *shape[1:])
-            dims = self._vi(name).type.tensor_type.shape.dim
-            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
-            prof = self._header["profile"].get(name)
-            if prof is not None and prof[0] == prof[2]:  # a min == max profile makes the input static
-                shape = tuple(prof[0])
-            return shape
+            """The network's dims, as ICudaEngine::getTensorShape reports them: -1 for every dynamic dimension of
+            an input, even when its profile has min == max (the profile does not make the network static; the
+            shape is set per context with set_input_shape). Outputs: inferred from the network at the profile's
+            smallest input, batch -1 when the input is dynamic."""
+            (inp, _m), = [io for io in self._io if io[1] == TensorIOMode.INPUT]
+            dims = self._vi(inp.name).type.tensor_type.shape.dim
+            in_shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+            if self.get_tensor_mode(name) == TensorIOMode.INPUT:
+                return in_shape
+            lo = self._header["profile"].get(inp.name, [in_shape])[0]
+            shape = self._output_shapes(tuple(lo))[name]
+            return shape if -1 not in in_shape else (-1, *shape[1:])
 
         def _output_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
             """Output shapes for one input shape (TensorRT's shape inference; here: a run of the ONNX on zeros)."""
@@ -247,7 +248,11 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             e = self._engine
             if e.get_tensor_mode(name) == TensorIOMode.INPUT:
-                return self._shapes.get(name, e.get_tensor_shape(name))
+                # NvInferRuntime.h IExecutionContext::getTensorShape: a dimension the profile pins (min == max)
+                # is reported with that value before setInputShape; the engine keeps -1 for it
+                prof = e._header["profile"].get(name)
+                pinned = tuple(prof[0]) if prof is not None and prof[0] == prof[2] else e.get_tensor_shape(name)
+                return self._shapes.get(name, pinned)
             (inp, _m), = [io for io in e._io if io[1] == TensorIOMode.INPUT]
             shape = self.get_tensor_shape(inp.name)
             return e.get_tensor_shape(name) if -1 in shape else e._output_shapes(shape)[name]
@@ -282,6 +287,11 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
             STATE["stats"]["executions"] += 1
             return True
 
+    def tensor(name: str, dtype: str) -> dict[str, Any]:
+        if v10:
+            return {"Name": name, "Format/Datatype": f"Row major linear {dtype} format"}
+        return {"Name": name, "Format": "Row major linear", "Datatype": dtype}
+
     class EngineInspector(_Strict):
         _attrs = frozenset({"execution_context", "error_recorder"} | ({"engine", "context"} if v10 else set()))
 
@@ -301,11 +311,12 @@ def make_engine_api(v10: bool, version: str, ns: dict[str, Any]) -> dict[str, An
                 if not detailed:
                     layers.append(node.name or node.op_type)
                     continue
-                outs = [{"Name": o, "Format/Datatype": f"Row major linear {names.get(elem.get(o, 1), 'FP32')} format"}
-                        for o in node.output]
+                outs = [tensor(o, names.get(elem.get(o, 1), "FP32")) for o in node.output]
                 layers.append({"Name": node.name or node.op_type, "LayerType": node.op_type, "Outputs": outs})
-            return json.dumps({"Layers": layers, "Bindings": [n for n, _m in
-                                                              [(v.name, m) for v, m in self._engine._io]]})
+            io = [v.name for v, _m in self._engine._io]
+            # 10.x: one "Format/Datatype" string and "Bindings"; 11.x: "Format" and "Datatype" apart, "I/O Tensors"
+            # (TensorRT's own trt-perf-analysis schema reads both tensor forms)
+            return json.dumps({"Layers": layers, "Bindings" if v10 else "I/O Tensors": io})
 
     api: dict[str, Any] = dict(Builder=Builder, Runtime=Runtime, ICudaEngine=ICudaEngine,
                                IExecutionContext=IExecutionContext, EngineInspector=EngineInspector,
