@@ -77,7 +77,11 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
             raise GtptError("--concurrency times one artifact on person crops; pass one ARTIFACT and no --images")
         from ..eval.concurrency import bench_concurrency
 
-        levels = _batches(None, None, concurrency)  # type: ignore[arg-type]  (same comma-separated form)
+        try:  # numbers of clients, checked (1..MAX_CLIENTS) by bench_concurrency
+            levels = [int(v) for v in concurrency.split(",") if v.strip()]
+        except ValueError:
+            raise GtptError(f"--concurrency expects comma-separated numbers of concurrent clients like 1,4,16, got "
+                            f"'{concurrency}'") from None
         report = bench_concurrency(artifacts[0], levels, batch=batches[0] if len(batches) == 1 else 1,
                                    threads=threads, ann=ann, images=crop_images, progress=say)
     elif images is not None:
