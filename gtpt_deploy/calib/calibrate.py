@@ -160,7 +160,8 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
             "delta_AP": None if fp32 is None else int8.ap - fp32.ap,
             "eval": None if fp32 is None else {"ann": str(eval_ann or ann), "fp32_AP": fp32.ap, "int8_AP": int8.ap},
             "max_ap_drop": max_ap_drop, "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
-    write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
+    write_onnx_meta(qmodel, replace(meta, precision="int8", parent_sha256=manifest.model_sha256,
+                                    extra={**dict(meta.extra), "int8": info}))
     with atomic_path(out) as tmp:
         onnx.save(qmodel, str(tmp))
     if not reused:
