@@ -43,14 +43,16 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @click.option("--crop-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Image folder of --ann  [default: images/ beside it]")
 @click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Pipeline mode: time the whole run path on these images (folder or file).")
+              help="Pipeline mode: time the whole run path on these images (folder or file); images that fail "
+                   "are counted and left out of the rates, and none processed is an error.")
 @click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pipeline mode: person detector ONNX (as run).")
 @click.option("--boxes", default=None, help="Pipeline mode: COCO detections JSON, or 'gt' with --ann (as run).")
 @click.option("--no-flip", is_flag=True, help="Pipeline mode: without the flip test.")
 @click.option("--concurrency", default=None, metavar="1,4,16",
               help="Client-side mode for one artifact (e.g. triton://HOST:PORT/NAME): crops/s, p50/p90 per number "
-                   "of concurrent clients (48 requests of --batch crops per level).")
+                   "of concurrent clients, 1 to 64 (48 requests of --batch crops per level, at least 2 per client; "
+                   "every client is opened before the clock starts).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
               devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,

@@ -74,9 +74,10 @@ def bench_concurrency(artifact: str | Path, levels: Sequence[int] = (1, 4, 16), 
     clock starts; latencies are per request, throughput is crops over the level's wall time.
     """
     if not levels or min(levels) < 1 or max(levels) > MAX_CLIENTS:
+        why = (f"above {MAX_CLIENTS} this one process measures itself; use Triton's perf_analyzer for more" if levels
+               and max(levels) > MAX_CLIENTS else "each level needs at least one client")
         raise GtptError(f"--concurrency expects numbers of concurrent clients from 1 to {MAX_CLIENTS} like 1,4,16, "
-                        f"got {','.join(map(str, levels)) or 'none'}; above {MAX_CLIENTS} this one process measures "
-                        f"itself, use Triton's perf_analyzer")
+                        f"got {','.join(map(str, levels)) or 'none'}; {why}")
     if requests < 1:
         raise GtptError(f"expected at least 1 request per level, got {requests}")
     ann = Path(ann) if ann is not None else DEMO_ANN

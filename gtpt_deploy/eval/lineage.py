@@ -27,15 +27,16 @@ from ..errors import GtptError
 from ..metadata import ModelMeta
 
 # Floors (argmax agreement, smallest per-stage kept-token agreement) for a candidate that is not derived from the
-# baseline, by the candidate's precision (INT8: and its target). Chosen below what a correct conversion of the
-# bundled sample reaches on the 57 shared COCO val images (GT boxes, flip; fp32 1.000 / 1.00, fp16 0.97 / 0.99,
-# int8 tensorrt 0.85 / 0.96, int8 cpu 0.69 / 0.93) and above what a sibling checkpoint (the sample with 5%
-# weight noise, same AP within 0.01) reaches against the baseline (argmax 0.55-0.60, tokens 0.80-0.85).
+# baseline, by the candidate's precision (INT8: and its target). Measured with the bundled sample checkpoint as
+# baseline on the 57 shared COCO val images (GT boxes, flip; validate of its export, fp16 and calibrate --num 86):
+# fp32 1.000 / 1.000, fp16 0.969 / 0.951, int8 tensorrt 0.843 / 0.659, int8 cpu 0.685 / 0.639. Each floor sits
+# about 0.05-0.1 below its conversion; a sibling checkpoint (the sample with 5% weight noise, AP 0.783 vs 0.808)
+# reaches 0.29-0.32 / 0.40 against every one of them, and the other checkpoint 0.59 against INT8 cpu.
 AGREEMENT_FLOORS: dict[str, tuple[float, float]] = {
-    "fp32": (0.95, 0.98),
-    "fp16": (0.90, 0.95),
-    "int8:tensorrt": (0.75, 0.90),
-    "int8:cpu": (0.62, 0.88),
+    "fp32": (0.95, 0.95),
+    "fp16": (0.90, 0.85),
+    "int8:tensorrt": (0.75, 0.55),
+    "int8:cpu": (0.62, 0.55),
 }
 
 
