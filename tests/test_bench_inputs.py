@@ -57,7 +57,8 @@ def test_pipeline_bench_counts_failed_images_and_rates_processed_ones_only(fake_
 
 def test_concurrency_zero_negative_junk_and_too_many_clients_are_one_line_errors(fake_dyn):
     for value, words in (("0", "numbers of concurrent clients from 1 to"), ("-3", "at least one client"),
-                         ("1,0", "at least one client"), ("", "got none"), (str(MAX_CLIENTS + 1), f"from 1 to {MAX_CLIENTS}"),
+                         ("1,0", "at least one client"), ("", "got none"),
+                         (str(MAX_CLIENTS + 1), f"from 1 to {MAX_CLIENTS}"),
                          ("100000", "perf_analyzer"), ("a,b", "comma-separated numbers of concurrent clients")):
         line = _one_line_error(CliRunner().invoke(main, ["bench", str(fake_dyn), "--concurrency", value]))
         assert words in line and "batch" not in line, line

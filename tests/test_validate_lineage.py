@@ -128,6 +128,17 @@ def test_fp16_records_its_source_onnx_and_the_chain_reaches_the_checkpoint(seed0
     assert relation(onnx_, fp16)[0] == "derived" and "made from the baseline" in relation(onnx_, fp16)[1]
     assert relation(pth, fp16)[0] == "derived" and relation(pth, onnx_)[0] == "derived"
     assert relation(fp16, onnx_)[1].startswith("the baseline was made from it")
+    # INT8 records its FP32 source the same way (and its target, which picks the agreement floor)
+    from gtpt_deploy.calib import calibrate_int8
+
+    src = tmp_path / "export" / "t_b1.onnx"
+    src.parent.mkdir()
+    shutil.copy(seed0_t_onnx_b1, src)
+    int8 = calibrate_int8(src, COCO_VAL / "person_keypoints_val2017_subset.json", COCO_VAL / "images", num=8,
+                          target="cpu").output
+    meta8 = read_onnx_meta(int8)
+    assert meta8.parent_sha256 == sha256_file(seed0_t_onnx_b1) and floor_key(meta8) == "int8:cpu"
+    assert relation(onnx_, provenance(int8, meta8))[0] == "derived"
 
 
 def test_engine_sidecar_links_the_engine_to_its_onnx(fake_trt, tmp_path):

@@ -20,10 +20,10 @@ from .machine import Machine, describe_machine, load_average, machine_line, repo
 
 DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 # Most concurrent clients per level. Each client is a thread of this one Python process with its own runner (an ONNX
-# Runtime session with its own thread pool, or an HTTP connection): well before a few hundred the load generator
-# itself (GIL, session memory: 200 ONNX Runtime clients took 1.55 GB) is what gets measured, not the server, and
-# 100000 never finished opening. 64 clients already keep a dynamic-batching queue of the usual max batch (8-32)
-# full. For more, use a dedicated load generator (Triton's perf_analyzer).
+# Runtime session with its own thread pool, or an HTTP connection), all open at once during a level: well before a
+# few hundred the load generator itself (GIL, session memory: 64 GTPT-T ONNX Runtime clients peak at 2.1 GB) is what
+# gets measured, not the server, and 100000 never finished opening. 64 clients already keep a dynamic-batching
+# queue of the usual max batch (8-32) full. For more, use a dedicated load generator (Triton's perf_analyzer).
 MAX_CLIENTS = 64
 # Timed requests each client sends at least, so every counted client really takes part (48 requests shared by 64
 # clients would leave 16 of them idle).
