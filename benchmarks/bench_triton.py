@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gtpt_deploy.runners import create_runner  # noqa: E402
-from gtpt_deploy.runners.triton import concurrent_infer  # noqa: E402
+from gtpt_deploy.runners.triton import concurrent_infer, run_clients  # noqa: E402
 from gtpt_deploy.serve.repository import write_repository  # noqa: E402
 from gtpt_deploy.serve.server import TritonServer, ensure_server_env  # noqa: E402
 
@@ -37,11 +37,8 @@ def _row(name: str, c: int, lat: list[float], seconds: float) -> dict:
 
 
 def _timed(make, crops, c, n):
-    import time
-
-    t0 = time.perf_counter()
-    lat = concurrent_infer(make, crops, clients=c, requests=n, batch=1)
-    return lat, time.perf_counter() - t0
+    """(latencies, seconds) with every client's connection opened before the clock starts."""
+    return run_clients(make, crops, clients=c, requests=n, batch=1)
 
 
 def main() -> None:

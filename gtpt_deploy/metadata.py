@@ -47,6 +47,9 @@ class ModelMeta:
     source_sha256: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)   # stage-specific facts (calibration set, ...)
+    # sha256 of the file this one was made from when that is not the checkpoint (fp16 / int8: the FP32 ONNX), so that
+    # pth -> onnx -> fp16 / int8 -> engine can be followed back (eval/lineage.py); '' for an export
+    parent_sha256: str = ""
 
     def __post_init__(self) -> None:
         """Refuse values no runner can use (hand-edited metadata): ValueError naming the field."""

@@ -27,6 +27,13 @@ def fake(tmp_path_factory) -> Path:
     return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b2.onnx", batch=2)
 
 
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory) -> Path:
+    """The same weights as ``fake`` with a dynamic batch: another file that agrees with it on every keypoint (a
+    candidate validated against the file itself is refused: it certifies nothing)."""
+    return write_fake_pose_onnx(tmp_path_factory.mktemp("twin") / "twin_dyn.onnx", batch=None)
+
+
 @pytest.fixture
 def photos(tmp_path) -> Path:
     """Good photos plus every bad case: undecodable, empty, grayscale, RGBA, 16-bit."""
@@ -121,7 +128,7 @@ def test_validate_torch_vs_onnx_seed0(seed0_t_checkpoint, seed0_t_onnx_b1):
     assert "(base)" in lines[3] and Path(seed0_t_onnx_b1).name in lines[4] and "within the budget" in lines[-1]
 
 
-def test_validate_exits_nonzero_over_budget(fake, tmp_path, monkeypatch):
+def test_validate_exits_nonzero_over_budget(fake, twin, tmp_path, monkeypatch):
     """A candidate whose AP drops by more than --max-ap-drop fails the run (the AP itself is faked here)."""
     aps = iter([0.700, 0.6995, 0.690])
 
@@ -131,7 +138,7 @@ def test_validate_exits_nonzero_over_budget(fake, tmp_path, monkeypatch):
 
     monkeypatch.setattr("gtpt_deploy.eval.validate.evaluate", fake_evaluate)
     other = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None, seed=1)
-    res = _invoke(["validate", fake, fake, other, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
+    res = _invoke(["validate", fake, twin, other, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
                    "--max-ap-drop", "0.001", "--no-flip", "--json"])
     assert res.exit_code == 1, res.output
     rows = json.loads(res.stdout)["rows"]
@@ -140,10 +147,10 @@ def test_validate_exits_nonzero_over_budget(fake, tmp_path, monkeypatch):
     assert rows[1]["argmax_agreement"] == 1.0 and rows[2]["argmax_agreement"] < 0.5  # different weights
 
 
-def test_validate_user_errors(fake, tmp_path):
-    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", tmp_path])
+def test_validate_user_errors(fake, twin, tmp_path):
+    res = _invoke(["validate", fake, twin, "--ann", MMPOSE_ANN, "--images", tmp_path])
     assert res.exit_code == 2 and "validation needs every annotated image" in res.stderr
-    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--boxes", "gt",
+    res = _invoke(["validate", fake, twin, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--boxes", "gt",
                    "--detector", DETECTOR])
     assert res.exit_code == 2 and "either --boxes or --detector" in res.stderr
 
@@ -151,8 +158,9 @@ def test_validate_user_errors(fake, tmp_path):
 def test_validate_and_run_wholebody_layout(tmp_path):
     """133 keypoints: COCO-WholeBody results fields, the whole-body headline AP, drawing of every part."""
     wb = write_fake_pose_onnx(tmp_path / "wb.onnx", batch=None, num_keypoints=133)
+    wb2 = write_fake_pose_onnx(tmp_path / "wb2.onnx", batch=2, num_keypoints=133)
     ann = COCO_VAL.parent / "coco_wholebody_val_example" / "coco_wholebody_val_v1.0_5img.json"
-    res = _invoke(["validate", wb, wb, "--ann", ann, "--images", COCO_VAL / "images", "--json", "--no-flip"])
+    res = _invoke(["validate", wb, wb2, "--ann", ann, "--images", COCO_VAL / "images", "--json", "--no-flip"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["images"] == 5 and report["persons"] == 24 and len(report["rows"]) == 2
@@ -168,9 +176,9 @@ def test_validate_and_run_wholebody_layout(tmp_path):
 
 
 @pytest.mark.parametrize("boxes", [["--detector", DETECTOR], ["--boxes", MMPOSE_DETS, "--box-thr", "0.3"]])
-def test_validate_with_detected_boxes(fake, boxes):
-    res = _invoke(["validate", fake, fake, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--json", *boxes])
+def test_validate_with_detected_boxes(fake, twin, boxes):
+    res = _invoke(["validate", fake, twin, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--json", *boxes])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["persons"] > 0 and report["boxes"] != "gt"
-    assert report["rows"][1]["argmax_agreement"] == 1.0  # same artifact, same cached boxes -> same crops
+    assert report["rows"][1]["argmax_agreement"] == 1.0  # same weights, same cached boxes -> same crops

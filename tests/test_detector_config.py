@@ -123,3 +123,46 @@ def test_pipeline_that_does_not_fit_the_onnx_is_a_one_line_error(tmp_path):
     (tmp_path / "bad" / "deploy.json").write_text(json.dumps({"task": "PoseDetector", "models": []}))
     with pytest.raises(ArtifactError, match="'PoseDetector' model, not a detector"):
         PersonDetector(bad)
+
+
+def _pipeline(resize=(640, 640), pad=(640, 640), mean=list(DEFAULT_MEAN), std=list(DEFAULT_STD)) -> dict:
+    transforms = [{"type": "Resize", "keep_ratio": True, "size": list(resize)},
+                  {"type": "Pad", "size": list(pad), "pad_val": {"img": [114] * 3}},
+                  {"type": "Normalize", "to_rgb": False, "mean": mean, "std": std}]
+    return {"pipeline": {"tasks": [{"module": "Transform", "transforms": transforms},
+                                   {"module": "Net", "input_map": {"img": "input"}}]}}
+
+
+def test_absurd_sizes_and_degenerate_normalization_are_refused_before_any_allocation(tmp_path):
+    # issue 21 #14: [40000, 40000] got the process killed by the kernel (19 GB per copy); std 0 or a NaN mean
+    # made every input inf/NaN and the run reported "0 persons", exit 0.
+    for resize, pad in (((40000, 40000), (640, 640)), ((640, 640), (40000, 40000)), ((0, 640), (640, 640)),
+                        ((-1, 640), (640, 640))):
+        with pytest.raises(ArtifactError, match=r"size must be \[height, width\] with each side 1\.\.4096"):
+            parse_pipeline(_pipeline(resize, pad))
+    for mean, std, what in (([0, 0, 0], [0, 0, 0], "std must be finite and > 0"),
+                            ([1, 2, 3], [1, -1, 1], "std must be finite and > 0"),
+                            ([1, 2, 3], [1, float("inf"), 1], "std must be finite and > 0"),
+                            ([float("nan"), 0, 0], [1, 1, 1], "mean must be finite"),
+                            (["1", 2, 3], [1, 1, 1], "expected a number for Normalize mean")):
+        with pytest.raises(ArtifactError, match=what):
+            parse_pipeline(_pipeline(mean=mean, std=std))
+    # Without Resize, pad_to_square follows the image: a 5000-pixel panorama is refused per image, not allocated.
+    square = parse_pipeline({"pipeline": {"tasks": [{"module": "Transform", "transforms": [
+        {"type": "Pad", "pad_to_square": True}]}]}})
+    with pytest.raises(ArtifactError, match="makes a 5000x5000 detector input from a 10x5000 image"):
+        square.output_size(10, 5000)
+
+
+def test_run_with_a_zero_std_or_nan_mean_pipeline_is_one_line_not_zero_persons(tmp_path):
+    fake = write_fake_pose_onnx(tmp_path / "fake.onnx", batch=None)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((64, 48, 3), np.uint8))
+    for i, (mean, std) in enumerate((([0, 0, 0], [0, 0, 0]), ([float("nan"), 0, 0], [1, 1, 1]))):
+        det = write_fake_detector(tmp_path / f"det{i}", size=("h", "w"))
+        (det.parent / "pipeline.json").write_text(json.dumps(_pipeline(mean=mean, std=std)))   # json writes NaN
+        res = CliRunner().invoke(main, ["run", str(fake), str(image), "--detector", str(det), "--out",
+                                        str(tmp_path / f"out{i}")])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert len(res.stderr.strip().splitlines()) == 1 and "Normalize" in res.stderr, res.stderr
+        assert not (tmp_path / f"out{i}" / "results.json").exists()

@@ -147,7 +147,7 @@ def test_concurrent_requests_are_batched_by_the_server(served, sample_dyn_onnx):
     assert len(latencies) == 24
     after = batch_counts()
     formed = {b: after.get(b, 0) - before.get(b, 0) for b in after if after.get(b, 0) > before.get(b, 0)}
-    assert sum(b * n for b, n in formed.items()) == 24  # every request ran exactly once ...
+    assert sum(b * n for b, n in formed.items()) == 24 + 8  # every request (and each client's untimed first) once
     assert max(formed) > 1, formed                      # ... and some ran together in one batch
 
 

@@ -164,7 +164,8 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         from .mixed import base_facts
 
         info["fp16_base"] = base_facts()
-    write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
+    write_onnx_meta(qmodel, replace(meta, precision="int8", parent_sha256=manifest.model_sha256,
+                                    extra={**dict(meta.extra), "int8": info}))
     # One set, committed as export's is: ranges and cache first, the model (which marks the set complete) last;
     # any failure (full disk, a lost race for -o without --force) keeps none of them.
     with ArtifactSet(force=force, inputs=inputs) as files:

@@ -70,7 +70,10 @@ def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: 
     One row per artifact: AP, AP50, AP75, AR (0-1, as 'evaluate'), dAP vs the baseline, argmax agreement
     (fraction of keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
     --json rows carry evaluate --json's keys (whole-body: per part) plus the agreement columns.
-    Exit code 1 when a candidate's AP drop exceeds --max-ap-drop.
+    Every candidate must also be the baseline's model (column 'model', JSON same_model / lineage / reason):
+    derived from it by the hashes the files record (checkpoint sha256, source ONNX, engine sidecar), or
+    agreeing with it above its precision's argmax / kept-token floors; the baseline file itself is refused.
+    Exit code 1 when a candidate's AP drop exceeds --max-ap-drop or it is not the baseline's model.
     Examples:
       gtpt-deploy validate models/gtpt_t_coco.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val2017/
       gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_fp16.onnx --ann val.json --images val2017/ \\

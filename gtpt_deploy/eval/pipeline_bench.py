@@ -1,6 +1,8 @@
 """``bench --images``: the whole ``run`` path timed end to end (decode, person boxes, crops, pose with the flip test,
 SimCC decoding, rescoring + OKS NMS into COCO records; no drawing, nothing written), with the time inside the two
-models (pose runner, box source) measured in the same passes. No torch import.
+models (pose runner, box source) measured in the same passes. Rates count processed images only: inputs that fail
+(undecodable, a video) are counted and named, and when none is processed there is no rate at all (an error).
+No torch import.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class PipelineReport:
     images: int
     persons: int
     failures: int
+    processed: int
     rounds: int
     flip: bool
     batch: int
@@ -69,6 +72,7 @@ class PipelineReport:
     load_average_end: tuple[float, float, float]
     per_round: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    first_failure: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return report_dict(self)
@@ -76,8 +80,11 @@ class PipelineReport:
     def format_lines(self) -> list[str]:
         return [machine_line(self.machine, self.load_average_end),
                 *[f"note: {n}" for n in self.notes],
-                f"{Path(self.artifact).name} [{self.runner}], boxes: {self.box_source}; {self.images} images, "
-                f"{self.persons} persons, flip {self.flip}, batch {self.batch}, read-ahead {self.prefetch}; median "
+                *([f"FAILED: {self.failures} of {self.images} images could not be processed and are not in the "
+                   f"rates (first: {self.first_failure})"] if self.failures else []),
+                f"{Path(self.artifact).name} [{self.runner}], boxes: {self.box_source}; {self.processed} images "
+                f"processed ({self.failures} failed), {self.persons} persons, flip {self.flip}, batch {self.batch}, "
+                f"read-ahead {self.prefetch}; median "
                 f"of {self.rounds} pass(es)",
                 f"end to end {self.wall_s:.2f} s: {self.images_per_s:.2f} images/s, {self.persons_per_s:.1f} persons/s",
                 f"pose model {self.pose_s:.2f} s ({self.pose_calls} calls, {self.padded_crops} padded rows), "
@@ -97,7 +104,7 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
     from ..runners import create_runner
     from ..runtime.images import expand_inputs
     from ..runtime.person_boxes import box_source
-    from ..runtime.predictor import DEFAULT_PREFETCH, ImagePoses, Predictor
+    from ..runtime.predictor import DEFAULT_PREFETCH, ImageFailure, ImagePoses, Predictor
     from ..runtime.run import assign_image_ids, stack_poses
 
     say = progress or (lambda _line: None)
@@ -119,12 +126,12 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
                               prefetch=DEFAULT_PREFETCH if prefetch is None else prefetch)
         k = runner.meta.num_keypoints
 
-        def one_pass(subset: list[Path]) -> tuple[int, int]:
+        def one_pass(subset: list[Path]) -> tuple[int, list[ImageFailure]]:
             results = list(predictor.predict(subset, source, ids))
             poses = [r for r in results if isinstance(r, ImagePoses)]
             # run's post-processing (rescoring + OKS NMS), not written
             to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
-            return sum(len(p.keypoints) for p in poses), len(results) - len(poses)
+            return sum(len(p.keypoints) for p in poses), [r for r in results if isinstance(r, ImageFailure)]
 
         say("warm-up pass")
         one_pass(paths[:4])
@@ -133,8 +140,14 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
             runner.times.clear()
             source.seconds, predictor.padded_crops = 0.0, 0
             t0 = time.perf_counter()
-            persons, failures = one_pass(paths)
+            persons, failed = one_pass(paths)
             wall = time.perf_counter() - t0
+            if len(failed) == len(paths):  # a rate of work that never ran would be forged
+                raise InputImageError(f"none of the {len(paths)} input(s) of {images} could be processed, so there "
+                                      f"is nothing to time (first: {failed[0].error}); bench --images times still "
+                                      f"images (.jpg / .png), not videos")
+            if r == 0 and failed:
+                say(f"{len(failed)} of {len(paths)} image(s) failed and are not counted (first: {failed[0].error})")
             pose = float(sum(runner.times))
             per_round.append({"wall_s": wall, "pose_s": pose, "boxes_s": source.seconds, "calls": len(runner.times),
                               "padded": predictor.padded_crops, "load_1min": describe_machine().load_average[0]})
@@ -144,9 +157,12 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
     idle = statistics.median((r["wall_s"] - r["pose_s"]) / r["wall_s"] for r in per_round)
     return PipelineReport(
         artifact=str(artifact), runner=description, box_source=type(source.source).__name__, images=len(paths),
-        persons=persons, failures=failures, rounds=rounds, flip=flip, batch=predictor.batch,
+        persons=persons, failures=len(failed), processed=len(paths) - len(failed), rounds=rounds, flip=flip,
+        batch=predictor.batch,
         prefetch=predictor.prefetch, wall_s=med["wall_s"], pose_s=med["pose_s"], boxes_s=med["boxes_s"],
-        images_per_s=len(paths) / med["wall_s"], persons_per_s=persons / med["wall_s"], outside_models_share=outside,
+        images_per_s=(len(paths) - len(failed)) / med["wall_s"], persons_per_s=persons / med["wall_s"],
+        outside_models_share=outside,
         pose_idle_share=idle,
         pose_calls=int(per_round[-1]["calls"]), padded_crops=int(per_round[-1]["padded"]), machine=machine,
-        load_average_end=load_average(), per_round=per_round, notes=notes)
+        load_average_end=load_average(), per_round=per_round, notes=notes,
+        first_failure=failed[0].error if failed else None)

@@ -3,7 +3,9 @@
 Every artifact sees the same boxes (cached from one box source) and therefore bit-identical crops (cropping is a
 deterministic numpy/cv2 function), so an AP difference can only come from the backend. AP is 0-1 everywhere (as
 pycocotools and ``evaluate`` report it), and so is the budget: ``max_ap_drop=0.005`` is half an AP point.
-Each artifact runs on its own device (a CPU baseline and a GPU candidate fit in one table).
+Each artifact runs on its own device (a CPU baseline and a GPU candidate fit in one table). A candidate passes only
+when it is also the baseline's model, derived from it by the hashes the files record or agreeing with it above the
+floors of its precision (:mod:`lineage`, the one rule); a candidate that is the baseline itself is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from ..runtime.boxes import CachedBoxes, GroundTruthBoxes
 from ..runtime.person_boxes import box_source
 from .compare import compare_keypoints
+from .lineage import floor_key, provenance, refuse_self_comparison, relation, same_model
 from .tokens import with_kept_tokens
 from ..errors import GtptError, InputImageError
 from ..coco import load_annotations, to_coco_results
@@ -45,18 +48,26 @@ class ValidationRow:
     argmax_agreement: float         # fraction of keypoints with the baseline's argmax bins in x and y
     mean_disp_px: float             # keypoint displacement vs the baseline, image pixels
     max_disp_px: float
-    within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline)
+    within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline); see also ``passed``
     model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
     precision: str = "fp32"         # the artifact's gtpt.precision
     budget: float = 0.0             # the AP drop allowed for this row (0-1)
     kept_tokens: tuple[float, ...] | None = None   # per pruning stage: fraction of the baseline's kept tokens kept
+    lineage: str = "baseline"       # derived / other / unknown: what the recorded hashes say (eval/lineage.py)
+    same_model: bool = True         # derived from the baseline, or agreeing with it above its precision's floors
+    reason: str = ""                # why same_model is what it is (one line)
+
+    @property
+    def passed(self) -> bool:
+        """Within the AP budget and the baseline's model."""
+        return self.within_budget and self.same_model
 
     def to_dict(self) -> dict[str, object]:
         """The row as JSON: ``evaluate --json``'s keys at the top level, then the agreement columns."""
         d = asdict(self)
         metrics = d.pop("metrics")
         d.pop("AP")
-        return {"artifact": d.pop("artifact"), "runner": d.pop("runner"), **metrics, **d}
+        return {"artifact": d.pop("artifact"), "runner": d.pop("runner"), **metrics, **d, "passed": self.passed}
 
     @property
     def headline(self) -> dict[str, float]:
@@ -74,7 +85,7 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
-        return all(r.within_budget for r in self.rows)
+        return all(r.passed for r in self.rows)
 
     def to_dict(self) -> dict[str, object]:
         return {"rows": [r.to_dict() for r in self.rows], "max_ap_drop": self.max_ap_drop, "boxes": self.boxes,
@@ -82,27 +93,39 @@ class ValidationReport:
 
     def format_table(self) -> str:
         """The terminal table: one row per artifact (baseline first), then the verdict line."""
-        names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.within_budget else " FAIL")
+        names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.passed else " FAIL")
                  for i, r in enumerate(self.rows)]
         wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
         header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'prec':>4} "
-                  f"{'dAP':>7} {'budget':>6} {'argmax':>7} {'mean px':>8} {'max px':>8}  kept tokens/stage")
+                  f"{'dAP':>7} {'budget':>6} {'argmax':>7} {'mean px':>8} {'max px':>8} {'model':>8}  "
+                  f"kept tokens/stage")
         lines = ["AP columns: COCO keypoint AP, 0-1", header, "-" * len(header)]
         for name, r in zip(names, self.rows):
             h = r.headline
             tokens = " ".join(f"{t:.3f}" for t in r.kept_tokens) if r.kept_tokens is not None else "-"
             lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {h['AP']:6.3f} {h['AP50']:6.3f} {h['AP75']:6.3f} "
                          f"{h['AR']:6.3f} {r.precision:>4} {r.delta_AP:+7.4f} {r.budget:6.4f} "
-                         f"{r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f}  {tokens}")
-        verdict = "within" if self.passed else "OVER"
-        lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; "
-                     f"{verdict} the budget (AP drop <= the row's budget, 0-1 AP)")
+                         f"{r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f} {_model(r):>8}  "
+                         f"{tokens}")
+        lines += [f"{name}: {r.reason}" for name, r in zip(names, self.rows) if not r.same_model]
+        if self.passed:
+            verdict = "within the budget (AP drop <= the row's budget, 0-1 AP), every candidate the baseline's model"
+        else:
+            verdict = "OVER the budget (AP drop <= the row's budget, 0-1 AP) or not the baseline's model"
+        lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; {verdict}")
         return "\n".join(lines)
+
+
+def _model(row: ValidationRow) -> str:
+    """The table's model column: how a row is the baseline's model (or NOT)."""
+    if row.lineage == "baseline":
+        return "base"
+    return ("derived" if row.lineage == "derived" else "agrees") if row.same_model else "NOT"
 
 
 def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
                  batch: int | None, device: str | None, provider: str | None, threads: int | None,
-                 progress: bool) -> tuple[list[ImagePoses], str, int, float, str]:
+                 progress: bool) -> tuple[list[ImagePoses], str, Any, float]:
     from tqdm import tqdm
 
     from ..runners import create_runner
@@ -121,7 +144,7 @@ def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, i
         bar.close()
         crops = sum(len(p.keypoints) for p in out) * (2 if flip else 1)
         ms = 1000.0 * float(sum(runner.times)) / max(crops, 1)
-        return out, runner.description, runner.meta.num_keypoints, ms, runner.meta.precision
+        return out, runner.description, runner.meta, ms
 
 
 def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
@@ -159,6 +182,7 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
             raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {value}")
     gt = load_annotations(ann)
     check_layouts([baseline, *candidates], gt, ann)    # before any inference: a wrong pair fails in seconds
+    refuse_self_comparison(baseline, candidates)
     images = Path(images)
     if not images.is_dir():
         raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
@@ -174,10 +198,13 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     rows: list[ValidationRow] = []
     base_poses: list[ImagePoses] = []
     base_ap = 0.0
+    metas = []
     for i, artifact in enumerate([baseline, *candidates]):
         on = (baseline_device or device) if i == 0 else device
-        poses, description, k, ms, precision = _predict_all(artifact, paths, source, ids, flip, batch, on, provider,
-                                                             threads, progress)
+        poses, description, meta, ms = _predict_all(artifact, paths, source, ids, flip, batch, on, provider, threads,
+                                                    progress)
+        k, precision = meta.num_keypoints, meta.precision
+        metas.append(meta)
         ids_, kpts, scores, centers, scales = stack_poses(poses, k)
         metrics = evaluate(gt, to_coco_results(ids_, kpts, scores, centers, scales))
         ap = float(metrics.AP)  # COCO-WholeBody: the all-133-points headline
@@ -192,9 +219,23 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         log.info("%s: AP %.4f (delta %+.4f)", Path(artifact).name, ap, delta)
     _check_baseline(rows)
     rows = with_kept_tokens(rows, gt, images, threads)
+    rows = _with_lineage(rows, metas)
     persons = sum(len(p.keypoints) for p in base_poses)
     largest = max(r.budget for r in rows)       # the report's one number: the widest budget any row had
     return ValidationReport(rows, largest, label, len(paths), persons)
+
+
+def _with_lineage(rows: list[ValidationRow], metas: list[Any]) -> list[ValidationRow]:
+    """Rows with the one same-model rule applied to every candidate (lineage.py): derived or agreeing."""
+    from dataclasses import replace
+
+    base = provenance(rows[0].artifact, metas[0])
+    out = [replace(rows[0], reason="the baseline")]
+    for row, meta in zip(rows[1:], metas[1:]):
+        kind, why = relation(base, provenance(row.artifact, meta))
+        ok, reason = same_model(kind, why, floor_key(meta), row.argmax_agreement, row.kept_tokens)
+        out.append(replace(row, lineage=kind, same_model=ok, reason=reason))
+    return out
 
 
 def check_layouts(artifacts: Sequence[str | Path], gt: dict, ann: str | Path | dict) -> None:

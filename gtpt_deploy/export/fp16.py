@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..artifacts import ArtifactSet, Inputs, check_outputs, precision_path
+from ..artifacts import ArtifactSet, Inputs, check_outputs, precision_path, sha256_file
 from ..errors import ArtifactError, ExportError
 from ..metadata import ModelMeta, load_onnx, read_onnx_meta, write_onnx_meta
 from . import regions
@@ -155,7 +155,8 @@ def convert_fp16(onnx_model: str | os.PathLike[str], output: str | os.PathLike[s
     fp32_nodes = len({n for v in keep.values() for n in v})
     recipe = {"islands": counts, "island_regions": list(islands), "converter": "onnxruntime.transformers.float16",
               "keep_io_types": True}
-    write_onnx_meta(fp16, replace(meta, precision="fp16", extra={**dict(meta.extra), "fp16": recipe}))
+    write_onnx_meta(fp16, replace(meta, precision="fp16", parent_sha256=sha256_file(src),
+                                  extra={**dict(meta.extra), "fp16": recipe}))
     # the commit every artifact uses: without --force, a file that appeared meanwhile (another fp16 to the same
     # -o) is not replaced and this conversion fails instead
     with ArtifactSet(force=force, inputs=[src]) as files:

@@ -3,7 +3,7 @@
 The model's ``config.pbtxt`` (written by ``gtpt-deploy triton``) carries the artifact's whole ModelMeta as the
 ``gtpt_meta`` parameter, so the runner configures itself from the server like :class:`OrtRunner` does from the
 file. Batches larger than the model's ``max_batch_size`` are split into several requests. One HTTP connection per
-runner; runners are not thread-safe - use one per client thread (:func:`concurrent_infer` does).
+runner; runners are not thread-safe - use one per client thread (:func:`run_clients` does).
 No torch import; tritonclient only when a runner is activated.
 """
 
@@ -115,33 +115,61 @@ class TritonRunner(Runner):
         return f"triton [{self.address} {self.model}, {self._platform}]" if self._client is not None else self.backend
 
 
-def concurrent_infer(make_runner: Callable[[], Runner], crops: np.ndarray, clients: int, requests: int,
-                     batch: int = 1) -> list[float]:
+def run_clients(make_runner: Callable[[], Runner], crops: np.ndarray, clients: int, requests: int,
+                batch: int = 1) -> tuple[list[float], float]:
     """``clients`` threads, each with its own runner, send ``requests`` batches of ``batch`` crops in total.
 
     A small client-side load generator (bench --concurrency builds on it): crops are taken round-robin from
-    ``crops`` float32 (N, 3, H, W). Returns each request's latency in seconds (completion order). Bounded: exactly
-    ``requests`` requests, then it returns.
+    ``crops`` float32 (N, 3, H, W). Every client opens its runner and makes one untimed call first; the clock starts
+    only when all of them are ready (a barrier), so opening sessions or connections is never timed as throughput
+    (200 clients opening their ONNX Runtime sessions inside the window showed 4.3 instead of 49 crops/s).
+
+    Returns:
+        (latencies, wall_s): each timed request's latency in seconds (completion order), and the seconds from the
+        common start to the last request's completion (closing the runners not included). Bounded: exactly
+        ``requests`` timed requests, then it returns.
     """
+    if clients < 1 or requests < 1 or batch < 1:
+        raise GtptError(f"expected clients, requests and batch >= 1, got {clients}, {requests} and {batch}")
     counter = iter(range(requests))
     lock = threading.Lock()
     latencies: list[float] = []
+    start: list[float] = []
+    done: list[float] = []
+    barrier = threading.Barrier(clients, action=lambda: start.append(time.perf_counter()))
+
+    def rows(i: int) -> np.ndarray:
+        return np.ascontiguousarray(crops[[(i * batch + j) % len(crops) for j in range(batch)]])
 
     def client() -> None:
-        with make_runner() as runner:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                rows = [(i * batch + j) % len(crops) for j in range(batch)]
-                t0 = time.perf_counter()
-                runner.infer(np.ascontiguousarray(crops[rows]))
-                dt = time.perf_counter() - t0
-                with lock:
-                    latencies.append(dt)
+        try:
+            with make_runner() as runner:
+                runner.infer(rows(0))  # untimed: lazy initialisation, the connection's first request
+                barrier.wait()
+                while True:
+                    with lock:
+                        i = next(counter, None)
+                    if i is None:
+                        return
+                    t0 = time.perf_counter()
+                    runner.infer(rows(i))
+                    t1 = time.perf_counter()
+                    with lock:
+                        latencies.append(t1 - t0)
+                        done.append(t1)
+        except BaseException:
+            barrier.abort()  # the others stop waiting; this client's error is the one raised below
+            raise
 
     with ThreadPoolExecutor(clients) as pool:
-        for f in [pool.submit(client) for _ in range(clients)]:
-            f.result()
-    return latencies
+        futures = [pool.submit(client) for _ in range(clients)]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    return latencies, max(done) - start[0]
+
+
+def concurrent_infer(make_runner: Callable[[], Runner], crops: np.ndarray, clients: int, requests: int,
+                     batch: int = 1) -> list[float]:
+    """:func:`run_clients`' latencies (seconds, completion order) alone."""
+    return run_clients(make_runner, crops, clients, requests, batch)[0]

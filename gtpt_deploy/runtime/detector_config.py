@@ -13,6 +13,7 @@ Without these files the ONNX's declared input shape is used with the mmdet RTMDe
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ DEFAULT_MEAN = (103.53, 116.28, 123.675)
 DEFAULT_STD = (57.375, 57.12, 58.395)
 DEFAULT_SIZE = (640, 640)
 DEFAULT_PAD = 114.0
+# Largest network input side accepted. Published detector test scales stop at 1536 (RTMDet 640, YOLOX 640,
+# YOLOv5-P6 1280, DINO 1333); a 4096x4096 float32 input is already 201 MB and each pre-processing copy as much again.
+# A hand-edited [40000, 40000] would ask for ~19 GB per copy and get the process killed by the kernel, with no message.
+MAX_INPUT_SIDE = 4096
 # Transforms that do not change the pixels the network sees (loading, packing, collecting).
 _PASSIVE = {"LoadImageFromFile", "LoadAnnotations", "DefaultFormatBundle", "Collect", "ImageToTensor",
             "PackDetInputs", "RandomFlip", "Lift"}
@@ -58,15 +63,52 @@ class DetectorConfig:
     input_name: str | None = None
     source: str = "defaults"
 
+    def __post_init__(self) -> None:
+        # The one place a detector configuration is checked, whichever way it was made (pipeline.json, ONNX shape,
+        # defaults, a caller's own): absurd sizes would be allocated before anything else could fail, and a zero or
+        # non-finite normalization turns every input into inf/NaN, which the detector answers with "0 persons".
+        where = self.source
+        for name, size in (("Resize size", self.resize), ("Pad size", self.pad_size)):
+            if size is not None:
+                _check_sides(size, f"{where}: {name}")
+        if not 1 <= self.size_divisor <= MAX_INPUT_SIDE:
+            raise ArtifactError(f"{where}: Pad size_divisor must be 1..{MAX_INPUT_SIDE}, got {self.size_divisor}; "
+                                f"fix the pipeline.json (mmdet uses 32)")
+        if not math.isfinite(self.pad_value):
+            raise ArtifactError(f"{where}: Pad pad_val must be a finite pixel value, got {self.pad_value}; "
+                                f"fix the pipeline.json (mmdet uses 114 or 0)")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ArtifactError(f"{where}: Normalize needs 3 'mean' and 3 'std' values, got mean {self.mean} and "
+                                f"std {self.std}")
+        if not all(math.isfinite(v) for v in self.mean):
+            raise ArtifactError(f"{where}: Normalize mean must be finite, got {list(self.mean)}; "
+                                f"fix the pipeline.json (RTMDet: {list(DEFAULT_MEAN)})")
+        if not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ArtifactError(f"{where}: Normalize std must be finite and > 0 (pixels are divided by it), got "
+                                f"{list(self.std)}; fix the pipeline.json (RTMDet: {list(DEFAULT_STD)})")
+
     def output_size(self, h: int, w: int) -> tuple[int, int]:
-        """The network input (H, W) for an (h, w) image."""
+        """The network input (H, W) for an (h, w) image; ArtifactError when a side would exceed MAX_INPUT_SIDE
+        (pad_to_square or size_divisor without Resize follow the image, so only the image decides)."""
         rh, rw = resized_size(self, h, w)
         if self.pad_to_square:
-            return max(rh, rw), max(rh, rw)
-        if self.pad_size is not None:
-            return self.pad_size
-        d = self.size_divisor
-        return -(-rh // d) * d, -(-rw // d) * d
+            out = max(rh, rw), max(rh, rw)
+        elif self.pad_size is not None:
+            out = self.pad_size
+        else:
+            d = self.size_divisor
+            out = -(-rh // d) * d, -(-rw // d) * d
+        if max(out) > MAX_INPUT_SIDE:
+            raise ArtifactError(f"{self.source} makes a {out[0]}x{out[1]} detector input from a {h}x{w} image, "
+                                f"over the {MAX_INPUT_SIDE}-pixel side this tool accepts; add a Resize to the "
+                                f"pipeline.json (detectors are trained at 320-1536)")
+        return out
+
+
+def _check_sides(size: tuple[int, int], where: str) -> None:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE for v in size):
+        raise ArtifactError(f"{where} must be [height, width] with each side 1..{MAX_INPUT_SIDE}, got {list(size)}; "
+                            f"fix the pipeline.json (detectors are trained at 320-1536)")
 
 
 def resized_size(cfg: DetectorConfig, h: int, w: int) -> tuple[int, int]:
@@ -81,26 +123,38 @@ def resized_size(cfg: DetectorConfig, h: int, w: int) -> tuple[int, int]:
     return max(1, int(h * s + 0.5)), max(1, int(w * s + 0.5))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _size(value: Any, where: str) -> tuple[int, int]:
-    if isinstance(value, int):
+    if _is_int(value):
         return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
         return int(value[0]), int(value[1])
     raise ArtifactError(f"{where}: expected 'size' as an integer or [height, width], got {value!r}; "
                         f"fix the pipeline.json or remove it to use the ONNX's input shape")
 
 
-def _pad_value(value: Any) -> float:
+def _number(value: Any, what: str, where: str) -> float:
+    """A JSON number as float (bools and strings refused: float("nan") and float(True) would pass silently)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ArtifactError(f"{where}: expected a number for {what}, got {value!r}; fix the pipeline.json")
+
+
+def _pad_value(value: Any, where: str) -> float:
     if isinstance(value, dict):
         value = value.get("img", DEFAULT_PAD)
     if isinstance(value, (list, tuple)):
         value = value[0] if value else DEFAULT_PAD
-    return float(value)
+    return _number(value, "Pad pad_val", where)
 
 
 def _transforms(pipeline: dict, where: str) -> tuple[list[dict], str | None]:
     """The Preprocess transforms (nested lists flattened) and the Net task's input name."""
-    tasks = (pipeline.get("pipeline") or {}).get("tasks") if isinstance(pipeline, dict) else None
+    inner = pipeline.get("pipeline") if isinstance(pipeline, dict) else None
+    tasks = inner.get("tasks") if isinstance(inner, dict) else None
     if not isinstance(tasks, list):
         raise ArtifactError(f"{where}: expected mmdeploy's {{'pipeline': {{'tasks': [...]}}}}, found no task list; "
                             f"pass the pipeline.json mmdeploy wrote with the ONNX, or remove it")
@@ -110,7 +164,8 @@ def _transforms(pipeline: dict, where: str) -> tuple[list[dict], str | None]:
         if not isinstance(task, dict):
             continue
         if task.get("module") == "Transform":
-            stack = list(task.get("transforms") or [])
+            listed = task.get("transforms") or []
+            stack = list(listed) if isinstance(listed, list) else []
             while stack:
                 t = stack.pop(0)
                 if isinstance(t, dict) and isinstance(t.get("transforms"), list):  # MultiScaleFlipAug & co.
@@ -120,6 +175,9 @@ def _transforms(pipeline: dict, where: str) -> tuple[list[dict], str | None]:
         elif task.get("module") == "Net":
             input_map = task.get("input_map") or {}
             input_name = input_map.get("img") if isinstance(input_map, dict) else None
+            if input_name is not None and not isinstance(input_name, str):
+                raise ArtifactError(f"{where}: the Net task's input_map 'img' must name an ONNX input, got "
+                                    f"{input_name!r}; fix the pipeline.json")
     return transforms, input_name
 
 
@@ -135,6 +193,8 @@ def parse_pipeline(pipeline: dict, where: str = "pipeline.json") -> DetectorConf
     mean, std, to_rgb = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False  # no Normalize: raw BGR pixel values
     for t in transforms:
         kind = t.get("type")
+        if not isinstance(kind, str):
+            raise ArtifactError(f"{where}: a transform without a 'type' name: {str(t)[:80]}; fix the pipeline.json")
         if kind == "Resize":
             if "size" not in t:
                 raise ArtifactError(f"{where}: Resize has no 'size'; expected mmdeploy's [height, width]")
@@ -145,15 +205,19 @@ def parse_pipeline(pipeline: dict, where: str = "pipeline.json") -> DetectorConf
                 pad_to_square = True
             elif t.get("size") is not None:
                 pad_size = _size(t["size"], where)
-            elif int(t.get("size_divisor", 1)) > 1:
-                size_divisor = int(t["size_divisor"])
+            elif _number(t.get("size_divisor", 1), "Pad size_divisor", where) > 1:
+                size_divisor = t["size_divisor"]
+                if not _is_int(size_divisor):
+                    raise ArtifactError(f"{where}: Pad size_divisor must be an integer, got {size_divisor!r}")
             if "pad_val" in t:
-                pad_value = _pad_value(t["pad_val"])
+                pad_value = _pad_value(t["pad_val"], where)
         elif kind == "Normalize":
-            if len(t.get("mean", ())) != 3 or len(t.get("std", ())) != 3:
-                raise ArtifactError(f"{where}: Normalize needs 3 'mean' and 3 'std' values, got {t!r}")
-            mean = tuple(float(v) for v in t["mean"])  # type: ignore[assignment]
-            std = tuple(float(v) for v in t["std"])    # type: ignore[assignment]
+            m, sd = t.get("mean"), t.get("std")
+            if not isinstance(m, list) or not isinstance(sd, list) or len(m) != 3 or len(sd) != 3:
+                raise ArtifactError(f"{where}: Normalize needs 3 'mean' and 3 'std' values, got mean {m!r} and "
+                                    f"std {sd!r}; fix the pipeline.json")
+            mean = tuple(_number(v, "Normalize mean", where) for v in m)  # type: ignore[assignment]
+            std = tuple(_number(v, "Normalize std", where) for v in sd)   # type: ignore[assignment]
             to_rgb = bool(t.get("to_rgb", True))       # the SDK's default
         elif kind not in _PASSIVE:
             raise ArtifactError(f"{where}: transform '{kind}' is not supported (supported: Resize, Pad, Normalize); "
@@ -187,7 +251,8 @@ def load_detector_config(onnx_path: str | Path, declared_hw: tuple[int | None, i
     if deploy.is_file():
         info = _read(deploy)
         task = info.get("task") if isinstance(info, dict) else None
-        nets = [m.get("net") for m in info.get("models", []) if isinstance(m, dict)] if isinstance(info, dict) else []
+        models = info.get("models") if isinstance(info, dict) else None
+        nets = [m.get("net") for m in models if isinstance(m, dict)] if isinstance(models, list) else []
         if task not in (None, "Detector"):
             raise ArtifactError(f"{deploy} describes a '{task}' model, not a detector; pass a person detector "
                                 f"export (mmdeploy task 'Detector') as --detector")
