@@ -27,17 +27,22 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         here = os.path.join(args["model_repository"], args["model_version"])
         providers = ["CPUExecutionProvider"]
-        if params.get("device") == "gpu" or args.get("model_instance_kind") == "GPU":
-            # Instance kind GPU: ask for CUDA (needs onnxruntime-gpu in the server's Python); ORT falls back to CPU
-            # by itself when CUDA is not usable, and the log line below says which provider really runs.
-            providers = [("CUDAExecutionProvider", {"device_id": int(args.get("model_instance_device_id", 0))}),
-                         "CPUExecutionProvider"]
+        gpu = params.get("device") == "gpu" or args.get("model_instance_kind") == "GPU"
+        if gpu:
+            # Instance kind GPU: CUDA only (needs onnxruntime-gpu in the server's Python). No CPU entry in the list:
+            # ONNX Runtime would fall back to it silently, and a GPU deployment must never run on the CPU unsaid.
+            providers = [("CUDAExecutionProvider", {"device_id": int(args.get("model_instance_device_id", 0))})]
         opts = ort.SessionOptions()
         threads = int(params.get("threads", "0") or 0)
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(os.path.join(here, params.get("onnx_file", "model.onnx")),
                                             sess_options=opts, providers=providers)
+        if gpu and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise pb_utils.TritonModelException(
+                f"{args['model_name']} is a KIND_GPU instance but ONNX Runtime {ort.__version__} runs it on "
+                f"{self.session.get_providers()} (available: {ort.get_available_providers()}); install "
+                f"onnxruntime-gpu in the server's Python, or write the repository with --kind cpu")
         self.input_name = config["input"][0]["name"]
         self.output_names = [o["name"] for o in config["output"]]
         onnx_input = self.session.get_inputs()[0].name
