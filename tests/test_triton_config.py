@@ -95,8 +95,32 @@ def test_platform_rules(io):
 
 
 def test_rendered_configs_parse_back_and_pass(io, fake_dyn):
-    for c in (_good(io), cfg.pose_config("p", io, backend="python"), cfg.pose_config("o", io, backend="openvino"),
+    for c in (_good(io), cfg.pose_config("p", io, backend="python"), cfg.pose_config("o", io, backend="openvino", model_file="model.onnx"),
               cfg.pipeline_config("gtpt_pipeline", read_onnx_meta(fake_dyn), max_batch=4, instances=2)):
         back = cfg.parse(cfg.render(c))
         cfg.check(back)
         assert back == c
+
+
+def test_openvino_repository_follows_the_backends_documented_config(fake_dyn, tmp_path):
+    """openvino_backend README: backend "openvino", CPU devices only, an ONNX file named model.onnx through
+    default_model_filename, parameters NUM_STREAMS / PERFORMANCE_HINT. Triton's OpenVINO backend is not in the CPU
+    server here (only the Python backend), so this repository is checked against the documentation only."""
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+
+    r = CliRunner().invoke(main, ["triton", str(fake_dyn), "--repo", str(tmp_path / "ov"), "--backend", "openvino"])
+    assert r.exit_code == 0, r.output
+    c = cfg.parse((tmp_path / "ov" / "fake_dyn" / "config.pbtxt").read_text())
+    pb2 = cfg.model_config_pb2()
+    assert c.backend == "openvino" and not c.platform and c.default_model_filename == "model.onnx"
+    assert (tmp_path / "ov" / "fake_dyn" / "1" / "model.onnx").read_bytes() == fake_dyn.read_bytes()
+    assert [g.kind for g in c.instance_group] == [pb2.ModelInstanceGroup.KIND_CPU] and c.max_batch_size == 8
+    assert c.parameters["PERFORMANCE_HINT"].string_value == "LATENCY" and c.parameters["NUM_STREAMS"].string_value == "1"
+    r = CliRunner().invoke(main, ["triton", str(fake_dyn), "--repo", str(tmp_path / "g"), "--backend", "openvino",
+                                  "--kind", "gpu"])
+    assert r.exit_code == 2 and "CPU instances only" in r.output and not (tmp_path / "g").exists()
+    c.default_model_filename = "model.engine"
+    with pytest.raises(cfg.ConfigError, match="reads model.xml, model.onnx"):
+        cfg.check(c)

@@ -164,6 +164,10 @@ def _instances(c: object, pb2: ModuleType, count: int, kind: str) -> None:
     g.kind = pb2.ModelInstanceGroup.KIND_GPU if kind == "gpu" else pb2.ModelInstanceGroup.KIND_CPU
 
 
+# openvino_backend README, "Loading non default model format": model.xml (IR, the default) or these
+OPENVINO_FILES = ("model.xml", "model.onnx", "model.pdmodel", "model.saved_model")
+
+
 class ConfigError(GtptError):
     """A config.pbtxt that Triton or its backend would reject at load time."""
 
@@ -179,7 +183,8 @@ def check(c: object) -> None:
       ``max_batch_size`` > 0 (a non-batching model has no batch dimension to batch along);
     * dims are positive or -1; at least one input and one output; names unique;
     * at least one instance group, with count >= 1; ``tensorrt_plan`` takes ``KIND_GPU`` instances only
-      (tensorrt_backend); the ``openvino`` backend ``KIND_CPU`` only (openvino_backend README);
+      (tensorrt_backend); the ``openvino`` backend ``KIND_CPU`` only, a model file it reads (model.xml / model.onnx /
+      ...), and its documented PERFORMANCE_HINT / NUM_STREAMS values (openvino_backend README);
     * the ``tensorrt`` GPU execution accelerator exists for ``onnxruntime_onnx`` only among our platforms, with
       ``precision_mode`` FP32 / FP16 / INT8 (onnxruntime_backend README), and on ``KIND_GPU`` instances (on CPU
       instances ONNX Runtime would never use it: a silent no-op);
@@ -217,8 +222,17 @@ def check(c: object) -> None:
     gpu, cpu = pb2.ModelInstanceGroup.KIND_GPU, pb2.ModelInstanceGroup.KIND_CPU
     if platform == "tensorrt_plan" and kinds != {gpu}:
         raise bad("the TensorRT backend runs GPU instances only (KIND_GPU); pass --kind gpu")
-    if platform == "openvino" and kinds != {cpu}:
-        raise bad("the OpenVINO backend runs CPU instances only (KIND_CPU); pass --kind cpu")
+    if platform == "openvino":
+        if kinds != {cpu}:
+            raise bad("the OpenVINO backend runs CPU instances only (KIND_CPU); pass --kind cpu")
+        if c.default_model_filename not in OPENVINO_FILES:  # type: ignore[attr-defined]
+            raise bad(f"the OpenVINO backend reads {', '.join(OPENVINO_FILES)}, got "
+                      f"'{c.default_model_filename}'")  # type: ignore[attr-defined]
+        hint = c.parameters["PERFORMANCE_HINT"].string_value if "PERFORMANCE_HINT" in c.parameters else "LATENCY"  # type: ignore[attr-defined]
+        streams = c.parameters["NUM_STREAMS"].string_value if "NUM_STREAMS" in c.parameters else "1"  # type: ignore[attr-defined]
+        if hint not in ("LATENCY", "THROUGHPUT") or not (streams.isdigit() or streams in ("AUTO", "NUMA")):
+            raise bad(f"OpenVINO PERFORMANCE_HINT must be LATENCY or THROUGHPUT and NUM_STREAMS a number, AUTO or "
+                      f"NUMA, got {hint!r} / {streams!r}")
     for acc in c.optimization.execution_accelerators.gpu_execution_accelerator:  # type: ignore[attr-defined]
         if acc.name != "tensorrt" or platform != "onnxruntime_onnx":
             raise bad(f"GPU execution accelerator '{acc.name}' is not offered for platform '{platform}' (only "

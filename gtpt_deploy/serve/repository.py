@@ -257,6 +257,8 @@ def _write_model(root: Path, name: str, plan: _Plan, instances: int, kind: str, 
         if trt_accelerator:
             accelerator = ACCELERATOR_PRECISION.get(plan.meta.precision, "FP32")
         backend = "openvino" if plan.platform == "openvino" else ""
+        if backend:  # openvino_backend README "Latency mode": one stream per instance; the batcher gives throughput
+            params.update(NUM_STREAMS="1", PERFORMANCE_HINT="LATENCY")
         platform = "" if backend else plan.platform
         config = cfg.pose_config(name, plan.io, platform=platform, backend=backend, model_file=plan.model_file,
                                  static_batch=plan.static_batch, accelerator=accelerator, parameters=params,
