@@ -79,21 +79,28 @@ def _px_diff(url: str, onnx: Path, detector: Path, folder: Path) -> tuple[float,
     with tempfile.TemporaryDirectory() as out:
         summary = run_inputs(onnx, [folder], Path(out), detector=detector, draw=False)
         expected = json.loads(summary.results_path.read_text())
+    from gtpt_deploy.coco import to_coco_results
+    from gtpt_deploy.runtime.transforms import box_to_center_scale
+
     client = th.InferenceServerClient(url)
     paths = expand_inputs([folder])
     ids = assign_image_ids(paths)
-    served = {ids[p]: _infer(client, th, p.read_bytes()) for p in paths}
-    want: dict[int, list] = {}
-    for r in expected:
-        want.setdefault(r["image_id"], []).append(np.array(r["keypoints"]).reshape(-1, 3)[:, :2])
-    worst = 0.0
-    for image_id, got in served.items():
-        exp = np.array(want.get(image_id, []))
-        if len(exp) != len(got):
-            return float("inf"), len(expected)
-        if len(exp):
-            worst = max(worst, float(np.abs(got[..., :2] - exp).max()))
-    return worst, len(expected)
+    rows: dict[str, list] = {"ids": [], "keypoints": [], "box_scores": [], "boxes": []}
+    for path in paths:  # the served persons in run's results.json form (same order rules)
+        image = th.InferInput("image", [1, 1], "BYTES")
+        image.set_data_from_numpy(np.array([[path.read_bytes()]], dtype=object))
+        result = client.infer("gtpt_pipeline", [image])
+        out = {k: result.as_numpy(k)[0] for k in ("keypoints", "boxes", "box_scores")}
+        rows["ids"].append(np.full(len(out["keypoints"]), ids[path]))
+        for key in ("keypoints", "box_scores", "boxes"):
+            rows[key].append(out[key])
+    cat = {k: np.concatenate(v) for k, v in rows.items()}
+    centers, scales = box_to_center_scale(cat["boxes"])
+    got = to_coco_results(cat["ids"], cat["keypoints"], cat["box_scores"], centers, scales)
+    if [r["image_id"] for r in got] != [r["image_id"] for r in expected]:
+        return float("inf"), len(expected)
+    xy = lambda rs: np.array([r["keypoints"] for r in rs]).reshape(len(rs), -1, 3)[..., :2]  # noqa: E731
+    return float(np.abs(xy(got) - xy(expected)).max()), len(expected)
 
 
 def _cpu_seconds(pgid: int) -> float:
@@ -122,10 +129,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=24, help="requests per level and round")
     ap.add_argument("--instances", type=int, default=1, help="pipeline and pose model instances")
     ap.add_argument("--max-batch", type=int, default=8)
+    ap.add_argument("--env", type=Path, default=None,
+                    help="use this server environment as it is (e.g. one with another OpenCV, to measure what the "
+                         "pin changes)  [default: ensure_server_env(), the pinned one]")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     images = [p.read_bytes() for p in sorted(args.images.iterdir())]
-    env = ensure_server_env()
+    env = args.env or ensure_server_env()
     out: dict = {"instances": args.instances, "images_per_s": {c: [] for c in levels}, "batches": {},
                  "server_cpu_s_per_image": {c: [] for c in levels}}
     with tempfile.TemporaryDirectory() as tmp, package_path() as pythonpath:

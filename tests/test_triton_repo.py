@@ -294,3 +294,16 @@ def test_triton_urls_are_parsed_and_a_missing_server_is_one_line(tmp_path):
     with pytest.raises(GtptError, match=f"no Triton server at 127.0.0.1:{port}"):
         with create_runner(f"triton://127.0.0.1:{port}/gtpt_pose"):
             pass
+
+
+def test_server_environment_not_made_here_is_never_deleted(tmp_path):
+    """ensure_server_env rebuilt any folder whose marker did not match - a user's own venv passed as
+    GTPT_TRITON_ENV was deleted before pip even ran."""
+    from gtpt_deploy.serve.server import TritonServerError, ensure_server_env
+
+    venv = tmp_path / "my_venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text("# mine")
+    with pytest.raises(TritonServerError, match="was not made by gtpt-deploy"):
+        ensure_server_env(venv, python="/nonexistent/python", timeout=5)
+    assert (venv / "bin" / "activate").read_text() == "# mine"

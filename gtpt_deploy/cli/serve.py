@@ -18,8 +18,9 @@ from .main import main
 @click.option("--models", default=None, metavar="A,B",
               help="Load only these models of the repository  [default: all]")
 @click.option("--env", "env", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Server environment (a venv with nvidia-pytriton)  [default: $GTPT_TRITON_ENV, else one created "
-                   "once under ~/.cache/gtpt-deploy]")
+              help="Server environment, used as it is (a venv with nvidia-pytriton 0.7.0, numpy<2, onnxruntime, "
+                   "opencv-python-headless)  [default: $GTPT_TRITON_ENV, else one created once under "
+                   "~/.cache/gtpt-deploy]")
 @click.option("--ready-timeout", type=click.FloatRange(min=1), default=180, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--print-command", is_flag=True, help="Only print the NVIDIA container command, start nothing.")
@@ -57,8 +58,9 @@ def serve_cmd(repo: Path, port: int, models: str | None, env: Path | None, ready
     from ..serve.server import TritonServer, TritonServerError, ensure_server_env
 
     check_port_free(port)
-    click.echo("preparing the Triton server environment (the first time: pip, ~1 min) ...", err=True)
-    server_env = ensure_server_env(env)
+    if env is None:
+        click.echo("preparing the Triton server environment (the first time: pip, ~1 min) ...", err=True)
+    server_env = env if env is not None else ensure_server_env()  # --env: used as it is, never rebuilt
     names = [m.name for m in served]
     # Ctrl-C and SIGTERM (docker stop, systemd, kill) stop the server the same way; SIGINT is set explicitly because
     # a shell's background job (`gtpt-deploy serve R &`) inherits it ignored, and Python then never raises for it

@@ -76,7 +76,8 @@ def default_env_path() -> Path:
 def ensure_server_env(path: Path | None = None, python: str = sys.executable, timeout: float = 900) -> Path:
     """Find, or create with ``python -m venv`` + pip, the environment holding :func:`server_requirements`.
 
-    A marker file written last makes a half-built environment (interrupted install) be rebuilt, not used.
+    A marker file written last makes a half-built environment (interrupted install) be rebuilt, not used; a
+    non-empty folder without the marker (not made here) is refused, never deleted.
     Takes ~30-90 s the first time (a 55 MB wheel plus onnxruntime and OpenCV), nothing afterwards.
     """
     path = Path(path or default_env_path())
@@ -84,7 +85,12 @@ def ensure_server_env(path: Path | None = None, python: str = sys.executable, ti
     pip, nodeps = server_requirements()
     if marker.is_file() and json.loads(marker.read_text()) == [pip, nodeps]:
         return path
-    shutil.rmtree(path, ignore_errors=True)
+    if path.is_dir() and any(path.iterdir()) and not marker.is_file():
+        # not one we made (ours carry the marker from their first build): never delete someone's environment
+        raise TritonServerError(f"{path} exists and was not made by gtpt-deploy (no {marker.name}); pass it as the "
+                                f"server environment only to use it as it is (serve --env), or choose an empty "
+                                f"folder for GTPT_TRITON_ENV")
+    shutil.rmtree(path, ignore_errors=True)  # ours, for other requirements (or half-built): rebuilt
     path.parent.mkdir(parents=True, exist_ok=True)
     install = [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     steps = [[python, "-m", "venv", str(path)], install + pip] + ([install + ["--no-deps", *nodeps]] if nodeps else [])
