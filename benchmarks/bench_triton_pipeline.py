@@ -142,7 +142,7 @@ def main() -> None:
         repo = Path(tmp) / "repo"
         write_repository([args.onnx], repo, name="gtpt_pose", backend="python", pipeline=True, detector=args.detector,
                          instances=args.instances, max_batch=args.max_batch)
-        with TritonServer(repo, env, pythonpath=[pythonpath]) as server:
+        with TritonServer(repo, env, pythonpath=[pythonpath], ready_timeout=600) as server:
             import tritonclient.http as th
 
             stats = th.InferenceServerClient(server.url)

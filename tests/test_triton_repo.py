@@ -290,6 +290,10 @@ def test_triton_urls_are_parsed_and_a_missing_server_is_one_line(tmp_path):
     assert parse_url("triton://localhost:9/pose/2") == ("localhost:9", "pose", "2")
     with pytest.raises(GtptError, match="expected a Triton model address"):
         create_runner("triton://127.0.0.1/gtpt_pose")
+    with pytest.raises(GtptError, match="TCP port 1-65535"):  # it ended in a traceback from tritonclient
+        create_runner("triton://localhost:99999/x")
+    r = CliRunner().invoke(main, ["bench", "triton://localhost:99999/x"])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit) and "TCP port 1-65535" in r.output
     port = free_port()  # nothing listens there
     with pytest.raises(GtptError, match=f"no Triton server at 127.0.0.1:{port}"):
         with create_runner(f"triton://127.0.0.1:{port}/gtpt_pose"):
@@ -307,3 +311,20 @@ def test_server_environment_not_made_here_is_never_deleted(tmp_path):
     with pytest.raises(TritonServerError, match="was not made by gtpt-deploy"):
         ensure_server_env(venv, python="/nonexistent/python", timeout=5)
     assert (venv / "bin" / "activate").read_text() == "# mine"
+
+
+def test_serve_prints_the_container_command_for_gpu_repositories(fake_dyn, tmp_path):
+    engine = _fake_engine(tmp_path, fake_dyn, (1, 4, 8))
+    repo = tmp_path / "repo"
+    assert _cli(str(engine), "--repo", str(repo)).exit_code == 0
+    r = CliRunner().invoke(main, ["serve", str(repo), "--port", "8123"])
+    assert r.exit_code == 0, r.output
+    assert "docker run --rm --gpus all" in r.stdout and f"-v {repo.resolve()}:/models:ro" in r.stdout
+    assert "-p 8123:8000" in r.stdout and "tritonserver --model-repository=/models" in r.stdout
+    assert "pose_fp16 is tensorrt_plan" in r.stderr and "TensorRT is 10.13.0.35" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["serve", str(empty)])
+    assert r.exit_code == 2 and "holds no model" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["serve", str(repo), "--models", "nope"])
+    assert r.exit_code == 2 and "--models names nope" in r.output
