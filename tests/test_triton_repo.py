@@ -328,3 +328,21 @@ def test_serve_prints_the_container_command_for_gpu_repositories(fake_dyn, tmp_p
     assert r.exit_code == 2 and "holds no model" in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(main, ["serve", str(repo), "--models", "nope"])
     assert r.exit_code == 2 and "--models names nope" in r.output
+
+
+def test_a_repository_created_meanwhile_is_not_overwritten(fake_dyn, tmp_path, monkeypatch):
+    """Two writers to one new --repo: the second must not replace what the first finished (no --force given)."""
+    from gtpt_deploy.serve import commit
+
+    repo = tmp_path / "repo"
+    real = commit.commit_repository
+
+    def first_writer_wins(tmp, target, previous):
+        target.mkdir()
+        (target / "theirs.txt").write_text("first")
+        return real(tmp, target, previous)
+
+    monkeypatch.setattr("gtpt_deploy.serve.repository.commit_repository", first_writer_wins)
+    r = _cli(str(fake_dyn), "--repo", str(repo))
+    assert r.exit_code == 2 and "created by someone else" in r.output
+    assert _listing(repo) == ["theirs.txt"] and _listing(tmp_path) == ["repo"]

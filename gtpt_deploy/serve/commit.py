@@ -66,7 +66,13 @@ def commit_repository(tmp: Path, repo: Path, previous: list[str] | None) -> None
     and the earlier ones put back. An entry of the new repository that exists in ``repo`` but is not in the
     manifest is refused before anything moves."""
     if previous is None:
-        os.replace(tmp, repo)
+        try:
+            os.replace(tmp, repo)  # fails when another writer made a non-empty repo meanwhile: never onto it
+        except OSError as e:
+            if repo.exists():
+                raise ArtifactExistsError(f"repository {repo} was created by someone else while this one was being "
+                                          f"written ({e.strerror}); nothing was changed, run again") from None
+            raise
         return
     new = sorted(p.name for p in tmp.iterdir())
     clash = [n for n in new if (repo / n).exists() and n not in previous and n != MANIFEST]
