@@ -2,14 +2,16 @@
 
 * ``.onnx`` (dynamic batch) -> ``platform: "onnxruntime_onnx"`` (NVIDIA's containers), or with
   ``backend="python"`` the Python-backend model (:mod:`.python_model`, ONNX Runtime inside) that serves on any
-  Triton, CPU-only included;
-* ``.engine`` / ``.plan`` -> ``platform: "tensorrt_plan"``, ``max_batch_size`` within the engine's profile and the
-  TensorRT version from its sidecar in the config's parameters and the repository README;
+  Triton, CPU-only included; or with ``backend="openvino"`` Triton's OpenVINO backend (CPU instances);
+* ``.engine`` / ``.plan`` -> ``platform: "tensorrt_plan"`` on GPU instances, batching from the engine's profile
+  (which must start at batch 1) and the TensorRT version from its sidecar in the config's parameters and the
+  repository README;
 * ``pipeline=True`` adds ``gtpt_pipeline`` (:mod:`.pipeline_model`): image bytes in, persons out.
 
 Everything comes from the artifact's own metadata (:func:`~gtpt_deploy.metadata.read_onnx_meta`, the engine
-sidecar). The repository is built in a temporary folder beside ``repo`` and renamed into place only when complete:
-nothing half-written on failure. No torch import.
+sidecar, read by :func:`~gtpt_deploy.runners.trt.read_engine_sidecar` like the runner does). The repository is built
+in a temporary folder beside ``repo`` and put in place only when complete (:mod:`.commit`): nothing half-written on
+failure, and ``force`` replaces only what an earlier write's manifest lists. No torch import.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ArtifactError, ArtifactExistsError, GtptError
+from ..errors import ArtifactError, GtptError
 from ..metadata import ModelMeta, read_onnx_meta
 from ..runners.trt import read_engine_sidecar
 from . import config as cfg
