@@ -89,6 +89,10 @@ def fake_pb_utils(run_pose, gpu_outputs: str) -> types.ModuleType:
 
     pb.PreferredMemory, pb.InferenceRequest = PreferredMemory, InferenceRequest
     pb.get_output_tensor_by_name = lambda r, n: next(t for t in r.tensors if t.name() == n)
+    pb.get_input_tensor_by_name = lambda r, n: next(t for t in r if t.name() == n)  # a request: its tensors
+    pb.InferenceResponse = lambda output_tensors=(), error=None: types.SimpleNamespace(
+        output_tensors=list(output_tensors), error=error)
+    pb.TritonError = str
     pb.Logger = types.SimpleNamespace(log_info=lambda msg: None)
     return pb
 
@@ -139,3 +143,55 @@ def test_python_pose_model_refuses_a_silent_cpu_fallback_on_kind_gpu(fake_dyn, t
     config["parameters"]["device"]["string_value"] = "cpu"
     model.initialize({**args, "model_config": json.dumps(config), "model_instance_kind": "CPU"})
     assert model.session.get_providers() == ["CPUExecutionProvider"]
+
+
+def _pose_args(fake_dyn: Path, tmp_path: Path, **params: str) -> dict:
+    (tmp_path / "1").mkdir(exist_ok=True)
+    (tmp_path / "1" / "model.onnx").write_bytes(fake_dyn.read_bytes())
+    config = {"parameters": {k: {"string_value": v} for k, v in {"onnx_file": "model.onnx", **params}.items()},
+              "input": [{"name": "images"}], "output": [{"name": "simcc_x"}, {"name": "simcc_y"}]}
+    return {"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1",
+            "model_name": "pose", "model_instance_kind": "CPU", "model_instance_device_id": "0"}
+
+
+def test_python_pose_model_runs_openvino_inside(fake_dyn, tmp_path, monkeypatch):
+    """Issue 20 item 6: the Python-backend model can run OpenVINO (FP32) instead of ONNX Runtime; each request of
+    a batched execute() gets its own rows back."""
+    pytest.importorskip("openvino")
+    pb = fake_pb_utils(lambda batch: (), "always")
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+    module = _load("python_model.py", "gtpt_python_model_ov_under_test")
+    meta = read_onnx_meta(fake_dyn)
+    crops = np.random.default_rng(1).standard_normal((3, 3, *meta.input_size)).astype(np.float32)
+    requests = [[FakeTensor("images", crops[:1])], [FakeTensor("images", crops[1:])]]
+    outputs = {}
+    for runtime in ("onnxruntime", "openvino"):
+        model = module.TritonPythonModel()
+        model.initialize(_pose_args(fake_dyn, tmp_path, device="cpu", runtime=runtime, inference_precision="f32"))
+        responses = model.execute(requests)
+        assert [len(r.output_tensors[0]._array) for r in responses] == [1, 2]
+        outputs[runtime] = [np.concatenate([r.output_tensors[i]._array for r in responses]) for i in (0, 1)]
+    for ov_out, ort_out in zip(outputs["openvino"], outputs["onnxruntime"]):
+        np.testing.assert_allclose(ov_out, ort_out, rtol=0, atol=1e-4)
+    with pytest.raises(TritonModelException, match="runs on the CPU"):
+        module.TritonPythonModel().initialize({**_pose_args(fake_dyn, tmp_path, device="gpu", runtime="openvino"),
+                                               "model_instance_kind": "GPU"})
+
+
+def test_python_runtime_option_is_written_and_checked(fake_dyn, tmp_path):
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+    from gtpt_deploy.serve import config as cfg
+
+    r = CliRunner().invoke(main, ["triton", str(fake_dyn), "--repo", str(tmp_path / "r"), "--backend", "python",
+                                  "--python-runtime", "openvino"])
+    assert r.exit_code == 0, r.output
+    c = cfg.parse((tmp_path / "r" / "fake_dyn" / "config.pbtxt").read_text())
+    assert c.parameters["runtime"].string_value == "openvino" and c.parameters["inference_precision"].string_value \
+        == "f32"
+    for extra, words in ((["--kind", "gpu"], "runs the model on the CPU"), ([], "add --backend python")):
+        args = ["--backend", "python"] if extra else []
+        r = CliRunner().invoke(main, ["triton", str(fake_dyn), "--repo", str(tmp_path / "x"), *args,
+                                      "--python-runtime", "openvino", *extra])
+        assert r.exit_code == 2 and words in r.output and not (tmp_path / "x").exists(), r.output

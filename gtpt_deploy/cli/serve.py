@@ -60,7 +60,8 @@ def serve_cmd(repo: Path, port: int, models: str | None, env: Path | None, ready
     check_port_free(port)
     if env is None:
         click.echo("preparing the Triton server environment (the first time: pip, ~1 min) ...", err=True)
-    server_env = env if env is not None else ensure_server_env()  # --env: used as it is, never rebuilt
+    openvino = any(m.runtime == "openvino" for m in served)  # the server's Python then needs openvino too
+    server_env = env if env is not None else ensure_server_env(openvino=openvino)  # --env: as it is, never rebuilt
     names = [m.name for m in served]
     # Ctrl-C and SIGTERM (docker stop, systemd, kill) stop the server the same way; SIGINT is set explicitly because
     # a shell's background job (`gtpt-deploy serve R &`) inherits it ignored, and Python then never raises for it

@@ -27,6 +27,9 @@ from .main import echo_json, main
               help="ONNX: Triton's onnxruntime_onnx platform (NVIDIA's containers), the Python-backend model with "
                    "ONNX Runtime inside (any Triton, also the CPU-only pip server `serve` starts), or Triton's "
                    "OpenVINO backend (CPU).")
+@click.option("--python-runtime", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+              show_default=True, help="--backend python: what the pose model runs the ONNX with inside Triton "
+                                      "(openvino: FP32 on CPU instances; the server's Python needs openvino).")
 @click.option("--trt-accelerator", is_flag=True,
               help="onnxruntime_onnx on --kind gpu: ONNX Runtime's TensorRT execution accelerator in the file's "
                    "precision (FP16 / INT8 Q/DQ files then run in FP16 / INT8, not in float).")
@@ -40,7 +43,7 @@ from .main import echo_json, main
                                             ".gtpt-triton.json lists it); other content of the folder stays.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"repo": ..., "models": [...]} on stdout.')
 def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, max_batch: int | None, instances: int,
-               kind: str | None, backend: str, trt_accelerator: bool, warmup: bool, pipeline: bool,
+               kind: str | None, backend: str, python_runtime: str, trt_accelerator: bool, warmup: bool, pipeline: bool,
                detector: Path | None, force: bool, as_json: bool) -> None:
     """Write a Triton model repository (REPO/NAME/config.pbtxt + REPO/NAME/1/model.*) for ARTIFACTS.
 
@@ -62,7 +65,7 @@ def triton_cmd(artifacts: tuple[Path, ...], repo: Path, name: str | None, max_ba
 
     report = write_repository(artifacts, repo, name=name, max_batch=max_batch, instances=instances, kind=kind,
                               backend=backend, pipeline=pipeline, detector=detector, force=force,
-                              trt_accelerator=trt_accelerator, warmup=warmup)
+                              trt_accelerator=trt_accelerator, warmup=warmup, python_runtime=python_runtime)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -33,6 +33,7 @@ class ServedModel:
     platform: str          # platform or backend of its config.pbtxt
     gpu: bool              # any KIND_GPU instance group
     tensorrt_version: str | None
+    runtime: str = ""      # Python-backend pose models: onnxruntime / openvino
 
 
 def read_repository(repo: Path, models: Sequence[str] | None = None) -> list[ServedModel]:
@@ -52,7 +53,9 @@ def read_repository(repo: Path, models: Sequence[str] | None = None) -> list[Ser
     for name in wanted:
         c = cfg.parse(found[name].read_text())
         trt = c.parameters["tensorrt_version"].string_value if "tensorrt_version" in c.parameters else None
-        out.append(ServedModel(name, c.platform or c.backend, any(g.kind == gpu_kind for g in c.instance_group), trt))
+        runtime = c.parameters["runtime"].string_value if "runtime" in c.parameters else ""
+        out.append(ServedModel(name, c.platform or c.backend, any(g.kind == gpu_kind for g in c.instance_group), trt,
+                               runtime))
     return out
 
 

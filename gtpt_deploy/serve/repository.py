@@ -162,7 +162,8 @@ ACCELERATOR_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
 def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: str | None = None,
                      max_batch: int | None = None, instances: int = 1, kind: str | None = None,
                      backend: str = "onnxruntime", pipeline: bool = False, detector: str | Path | None = None,
-                     force: bool = False, trt_accelerator: bool = False, warmup: bool = True) -> RepositoryReport:
+                     force: bool = False, trt_accelerator: bool = False, warmup: bool = True,
+                     python_runtime: str = "onnxruntime") -> RepositoryReport:
     """Write a Triton model repository for ``artifacts`` into ``repo``; see the module docstring.
 
     ``backend``: ``onnxruntime`` (native platform of each file), ``python`` (ONNX only) or ``openvino`` (Triton's
@@ -170,6 +171,8 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
     ``cpu`` / ``gpu``; default ``gpu`` for engines (the TensorRT backend runs nothing else), ``cpu`` otherwise.
     ``trt_accelerator``: ONNX Runtime's TensorRT execution accelerator in the precision of the file (FP16 / INT8
     Q/DQ files then run in that precision on the GPU; needs ``kind="gpu"``). ``warmup``: one random batch at load.
+    ``python_runtime``: what the Python-backend pose model runs the ONNX with, ``onnxruntime`` or ``openvino``
+    (FP32, CPU instances only; the server's Python then needs the openvino package).
     ``pipeline`` adds ``gtpt_pipeline`` over the first artifact's model, with ``detector`` (an ONNX with
     dets/labels outputs); its CPU instances follow ``instances``.
 
@@ -195,6 +198,13 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
     if trt_accelerator and backend != "onnxruntime":
         raise GtptError(f"--trt-accelerator is ONNX Runtime's (platform onnxruntime_onnx); leave it out with "
                         f"--backend {backend}")
+    if python_runtime not in ("onnxruntime", "openvino"):
+        raise GtptError(f"--python-runtime must be onnxruntime or openvino, got '{python_runtime}'")
+    if python_runtime != "onnxruntime" and backend != "python":
+        raise GtptError(f"--python-runtime is the Python-backend model's; add --backend python (got --backend "
+                        f"{backend})")
+    if python_runtime == "openvino" and kind == "gpu":
+        raise GtptError("--python-runtime openvino runs the model on the CPU; pass --kind cpu (or leave it out)")
     names = [cfg.check_name(name or default_name(p)) for p in paths]
     taken = names + ([cfg.PIPELINE_NAME] if pipeline else [])
     if len(set(taken)) != len(taken):
@@ -225,7 +235,7 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
     try:
-        entries = [_write_model(tmp, n, plan, instances, k, trt_accelerator, warmup)
+        entries = [_write_model(tmp, n, plan, instances, k, trt_accelerator, warmup, python_runtime)
                    for n, plan, k in zip(names, plans, kinds)]
         if pipeline:
             entries.append(_write_pipeline(tmp, names[0], plans[0], Path(detector), plans[0].max_batch,  # type: ignore[arg-type]
@@ -241,14 +251,16 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
 
 
 def _write_model(root: Path, name: str, plan: _Plan, instances: int, kind: str, trt_accelerator: bool,
-                 warmup: bool) -> ModelEntry:
+                 warmup: bool, python_runtime: str = "onnxruntime") -> ModelEntry:
     version = root / name / "1"
     version.mkdir(parents=True)
     # the whole ModelMeta travels in the config: a TritonRunner configures the pre/post-processing from it
     params = {"gtpt_meta": json.dumps(plan.meta.to_dict(), separators=(",", ":"))}
     common = dict(max_batch=plan.max_batch, instances=instances, kind=kind, warmup=warmup)
     if plan.platform == "python":
-        params.update(onnx_file=plan.model_file, device=kind)
+        params.update(onnx_file=plan.model_file, device=kind, runtime=python_runtime)
+        if python_runtime == "openvino":
+            params["inference_precision"] = "f32"  # bf16 changes the numbers: it needs its own validate budget
         config = cfg.pose_config(name, plan.io, backend="python", parameters=params, **common)  # type: ignore[arg-type]
         shutil.copyfile(HERE / "python_model.py", version / "model.py")
         files = ["model.py", plan.model_file]
