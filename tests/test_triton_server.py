@@ -174,6 +174,10 @@ def test_pipeline_answers_undecodable_bytes_with_the_readers_message(served, tmp
     bad.write_bytes(b"not an image at all")
     with pytest.raises(InferenceServerException, match="not a decodable image"):
         _pipeline(served.url, bad)
+    two = th.InferInput("image", [2, 1], "BYTES")  # two images in one request: their persons cannot share a batch
+    two.set_data_from_numpy(np.array([[bad.read_bytes()], [bad.read_bytes()]], dtype=object))
+    with pytest.raises(InferenceServerException, match="expected one image per request"):
+        th.InferenceServerClient(served.url).infer("gtpt_pipeline", [two])
 
 
 def test_concurrent_requests_are_batched_by_the_server(served, sample_dyn_onnx):
