@@ -346,3 +346,22 @@ def test_a_repository_created_meanwhile_is_not_overwritten(fake_dyn, tmp_path, m
     r = _cli(str(fake_dyn), "--repo", str(repo))
     assert r.exit_code == 2 and "created by someone else" in r.output
     assert _listing(repo) == ["theirs.txt"] and _listing(tmp_path) == ["repo"]
+
+
+def test_a_failure_while_moving_in_restores_the_earlier_repository(fake_dyn, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    assert _cli(str(fake_dyn), "--repo", str(repo), "--name", "old").exit_code == 0
+    before = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+    real = os.replace
+
+    def failing(src, dst):
+        if Path(dst).name == "new":  # the new model folder cannot be moved in (disk error, ...)
+            raise OSError(5, "I/O error")
+        return real(src, dst)
+
+    monkeypatch.setattr("gtpt_deploy.serve.commit.os.replace", failing)
+    with pytest.raises(OSError):
+        from gtpt_deploy.serve.repository import write_repository
+
+        write_repository([fake_dyn], repo, name="new", force=True)
+    assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == before and _listing(tmp_path) == ["repo"]

@@ -93,7 +93,10 @@ def commit_repository(tmp: Path, repo: Path, previous: list[str] | None) -> None
     except BaseException:
         for name in moved_in:  # undo: the new entries out, the earlier ones back
             target = repo / name
-            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
         for name in moved_aside:
             os.replace(aside / name, repo / name)
         raise
