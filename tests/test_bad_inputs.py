@@ -405,7 +405,8 @@ def test_every_option_named_in_a_message_exists():
                "--timing", "--calib", "--strongly", "--no-deps", "--disable-pip-version-check", "--model-repository",
                "--backend-directory", "--http-address", "--http-port", "--allow-grpc", "--allow-metrics",
                "--exit-timeout-secs", "--model-control-mode", "--load-model", "--calib-",
-               "--query-gpu", "--format"}  # ... and nvidia-smi (eval/machine.py)
+               "--query-gpu", "--format",  # ... and nvidia-smi (eval/machine.py)
+               "--rm", "--gpus", "--shm-size"}  # ... and docker (serve/launch.py: the Triton container command)
     package = Path(__file__).resolve().parents[1] / "gtpt_deploy"
     named = {(m, p.name) for p in package.rglob("*.py") for m in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+",
                                                                         p.read_text()) if m not in foreign}

@@ -8,8 +8,14 @@ module; it is stopped (with its Python-backend stubs) at the end, also when a te
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -43,22 +49,60 @@ def detector(shared) -> Path:
     return shared / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"
 
 
+class Served:
+    """A ``gtpt-deploy serve`` process and what the tests need of it."""
+
+    def __init__(self, process: subprocess.Popen, repo: Path, port: int) -> None:
+        self.process, self.repo, self.url = process, repo, f"127.0.0.1:{port}"
+        self.stderr: list[str] = []
+
+    def load_model(self, name: str) -> str | None:
+        """Explicit model control: load ``name`` -> None, or the server's error message."""
+        req = urllib.request.Request(f"http://{self.url}/v2/repository/models/{name}/load", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=120):
+                return None
+        except urllib.error.HTTPError as e:
+            return str(json.loads(e.read().decode()).get("error"))
+
+    def interrupt(self, timeout: float = 60) -> tuple[int, str]:
+        """Ctrl-C -> (exit code, stderr)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        _, err = self.process.communicate(timeout=timeout)
+        self.stderr.append(err)
+        return self.process.returncode, "".join(self.stderr)
+
+
 @pytest.fixture(scope="module")
 def served(triton_env, sample_dyn_onnx, detector, tmp_path_factory):
-    """Repository: gtpt_pose (Python backend) + gtpt_pipeline, loaded; gtpt_native (onnxruntime_onnx), not loaded."""
+    """``gtpt-deploy serve`` of a repository: gtpt_pose (Python backend) + gtpt_pipeline loaded; gtpt_native
+    (onnxruntime_onnx) in the folder but not loaded. One server for the module, stopped with Ctrl-C at the end."""
     from gtpt_deploy.serve.repository import write_repository
-    from gtpt_deploy.serve.server import TritonServer
+    from gtpt_deploy.serve.server import free_port
 
     tmp = tmp_path_factory.mktemp("triton_repo")
     repo = tmp / "repo"
-    write_repository([sample_dyn_onnx], repo, name="gtpt_pose", backend="python", pipeline=True, detector=detector)
+    write_repository([sample_dyn_onnx], repo, name="gtpt_pose", backend="python", pipeline=True, detector=detector,
+                     instances=1)
     write_repository([sample_dyn_onnx], tmp / "native", name="gtpt_native")
     shutil.copytree(tmp / "native" / "gtpt_native", repo / "gtpt_native")
-    server = TritonServer(repo, triton_env, models=["gtpt_pose", "gtpt_pipeline"], pythonpath=[REPO_ROOT],
-                          ready_timeout=180)
-    with server:
-        print(f"tritonserver ready in {server.start_seconds:.1f} s")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "gtpt_deploy", "serve", str(repo), "--port", str(port),
+                                "--models", "gtpt_pose,gtpt_pipeline", "--env", str(triton_env)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    server = Served(process, repo, port)
+    try:
+        line = process.stdout.readline()  # the ready line (or EOF when it failed)
+        if not line.startswith("Triton ready"):
+            code, err = server.interrupt()
+            pytest.fail(f"gtpt-deploy serve did not get ready (exit {code}): {line} {err}")
+        print(line.strip())
         yield server
+    finally:
+        if process.poll() is None:
+            server.interrupt()
 
 
 def test_validate_through_triton_gives_the_onnx_ap(served, sample_dyn_onnx):
@@ -77,10 +121,10 @@ def test_validate_through_triton_gives_the_onnx_ap(served, sample_dyn_onnx):
 
 def _pipeline(url: str, path: Path) -> dict[str, np.ndarray]:
     client = th.InferenceServerClient(url)
-    image = th.InferInput("image", [1], "BYTES")
-    image.set_data_from_numpy(np.array([path.read_bytes()], dtype=object))
+    image = th.InferInput("image", [1, 1], "BYTES")  # batch dim first: one image per request
+    image.set_data_from_numpy(np.array([[path.read_bytes()]], dtype=object))
     result = client.infer("gtpt_pipeline", [image])
-    return {k: result.as_numpy(k) for k in ("keypoints", "boxes", "box_scores")}
+    return {k: result.as_numpy(k)[0] for k in ("keypoints", "boxes", "box_scores")}
 
 
 def test_bench_concurrency_through_triton(served):
@@ -117,6 +161,8 @@ def test_pipeline_returns_the_keypoints_of_run(served, sample_dyn_onnx, detector
     centers, scales = box_to_center_scale(cat["boxes"])
     got = to_coco_results(cat["ids"], cat["keypoints"], cat["box_scores"], centers, scales)
     assert [r["image_id"] for r in got] == [r["image_id"] for r in expected]
+    diff = np.abs(np.array([r["keypoints"] for r in got]) - np.array([r["keypoints"] for r in expected])).max()
+    print(f"served pipeline vs run: max |diff| {diff:.2e} px over {len(got)} persons")
     np.testing.assert_allclose([r["keypoints"] for r in got], [r["keypoints"] for r in expected], rtol=0, atol=1e-3)
     np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], rtol=0, atol=1e-5)
 
@@ -128,6 +174,10 @@ def test_pipeline_answers_undecodable_bytes_with_the_readers_message(served, tmp
     bad.write_bytes(b"not an image at all")
     with pytest.raises(InferenceServerException, match="not a decodable image"):
         _pipeline(served.url, bad)
+    two = th.InferInput("image", [2, 1], "BYTES")  # two images in one request: their persons cannot share a batch
+    two.set_data_from_numpy(np.array([[bad.read_bytes()], [bad.read_bytes()]], dtype=object))
+    with pytest.raises(InferenceServerException, match="expected one image per request"):
+        th.InferenceServerClient(served.url).infer("gtpt_pipeline", [two])
 
 
 def test_concurrent_requests_are_batched_by_the_server(served, sample_dyn_onnx):
@@ -176,3 +226,31 @@ def test_readme_client_snippet_runs(served):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
     assert namespace["simcc_x"].shape[0] == 4 and namespace["persons"].shape[1:] == (17, 3)
+
+
+def test_pipeline_batches_concurrent_requests(served):
+    """Before: max_batch_size 0 and no batcher -> every execute() got one image, whatever the load."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = th.InferenceServerClient(served.url)
+
+    def batch_counts() -> dict[int, int]:
+        stats = client.get_inference_statistics("gtpt_pipeline")["model_stats"][0]["batch_stats"]
+        return {int(s["batch_size"]): int(s["compute_infer"]["count"]) for s in stats}
+
+    before = batch_counts()
+    images = sorted((DEMO / "images").iterdir())[:4] * 4
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda p: _pipeline(served.url, p), images))
+    assert all(o["keypoints"].shape[1:] == (17, 3) for o in outs)
+    after = batch_counts()
+    formed = {b: after.get(b, 0) - before.get(b, 0) for b in after if after.get(b, 0) > before.get(b, 0)}
+    assert sum(b * n for b, n in formed.items()) == len(images) and max(formed) > 1, formed
+
+
+def test_serve_stops_cleanly_on_ctrl_c(served):
+    """Last test of the module: Ctrl-C stops the server and its Python-backend processes, exit 0."""
+    code, err = served.interrupt()
+    assert code == 0 and "stopped" in err, err
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{served.url}/v2/health/ready", timeout=2)

@@ -4,7 +4,7 @@
 register themselves on ``main`` when imported here. Each command parses options and calls one library function.
 """
 
-from . import bench, build, evaluate, export, info, precision, run, triton  # noqa: F401  (registers the commands)
+from . import bench, build, evaluate, export, info, precision, run, serve, triton  # noqa: F401  (registers the commands)
 from .main import main
 
 __all__ = ["main"]

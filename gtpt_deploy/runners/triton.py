@@ -30,6 +30,9 @@ def parse_url(url: str) -> tuple[str, str, str]:
     m = _URL.match(url)
     if not m:
         raise GtptError(f"expected a Triton model address like triton://127.0.0.1:8000/gtpt_pose, got '{url}'")
+    if not 1 <= int(m["port"]) <= 65535:
+        raise GtptError(f"expected a TCP port 1-65535 in the Triton address, got {int(m['port'])} in '{url}' "
+                        f"(Triton's HTTP port is 8000 by default)")
     return f"{m['host']}:{m['port']}", m["name"], m["version"] or ""
 
 
@@ -59,7 +62,13 @@ class TritonRunner(Runner):
         except ImportError:
             raise MissingDependencyError("tritonclient", "triton", "Running a Triton-served model") from None
         self._th = th
-        client = th.InferenceServerClient(self.address, connection_timeout=self.timeout, network_timeout=self.timeout)
+        try:
+            # the constructor resolves nothing yet, but a malformed address fails inside it (and in its __del__)
+            client = th.InferenceServerClient(self.address, connection_timeout=self.timeout,
+                                              network_timeout=self.timeout)
+        except Exception as e:  # tritonclient raises plain exceptions from geventhttpclient / socket
+            raise GtptError(f"cannot connect to a Triton server at {self.address} ({type(e).__name__}: {e}); check "
+                            f"the address (triton://HOST:HTTP_PORT/NAME)") from None
         try:
             if not client.is_model_ready(self.model, self.version):
                 raise GtptError(f"model '{self.model}' is not ready on the Triton server at {self.address}; check "

@@ -11,8 +11,9 @@ the server with the checkout on ``PYTHONPATH``) plus numpy, onnxruntime and open
 backend runs its stub interpreter isolated (``sys.flags.isolated``: PYTHONPATH is ignored), so this file puts the
 ``PYTHONPATH`` entries on ``sys.path`` itself before importing gtpt_deploy.
 
-Input ``image`` TYPE_STRING (1,); outputs for N persons: ``keypoints`` float32 (N, K, 3), ``boxes`` float32 (N, 4)
-xywh, ``box_scores`` float32 (N,).
+Input ``image`` TYPE_STRING (1, 1) per request (batch dim first; the dynamic batcher hands ``execute`` several
+requests); outputs for N persons: ``keypoints`` float32 (1, N, K, 3), ``boxes`` float32 (1, N, 4) xywh,
+``box_scores`` float32 (1, N).
 """
 
 import json
@@ -45,14 +46,34 @@ class BlsRunner(Runner):
 
     def _infer(self, batch):
         pb = self.pb
+        # CPU outputs asked for: a pose model on a GPU instance (tensorrt_plan, ONNX Runtime on CUDA) would otherwise
+        # hand back GPU tensors, and as_numpy() refuses those ("Tensor is stored in GPU and cannot be converted to
+        # NumPy", python_backend src/pb_tensor.cc PbTensor::AsNumpy).
         request = pb.InferenceRequest(model_name=self.model, requested_output_names=self.output_names,
-                                      inputs=[pb.Tensor(self.input_name, batch)])
+                                      inputs=[pb.Tensor(self.input_name, batch)],
+                                      preferred_memory=pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0))
         response = request.exec()
         if response.has_error():
             raise GtptError(f"pose model {self.model} failed: {response.error().message()}")
-        # copies: as_numpy() views the response's shared memory, which the next request may reuse
-        x, y = (np.array(pb.get_output_tensor_by_name(response, n).as_numpy()) for n in self.output_names)
+        x, y = (host_array(pb.get_output_tensor_by_name(response, n), n) for n in self.output_names)
         return x, y
+
+
+def host_array(tensor, name: str) -> np.ndarray:
+    """A BLS output tensor as a numpy array of its own (a copy).
+
+    CPU tensors: ``as_numpy()`` views the response's shared memory, which the next request may reuse - hence the
+    copy. A tensor still on the GPU (preferred_memory is a preference) never goes through ``as_numpy()``: it is
+    read through DLPack with torch when the server's Python has it, else refused with a one-line reason.
+    """
+    if tensor.is_cpu():
+        return np.array(tensor.as_numpy())
+    try:
+        import torch
+    except ImportError:
+        raise GtptError(f"pose output '{name}' came back in GPU memory and this server's Python has no torch to "
+                        f"read it through DLPack; install torch there or serve the pose model on CPU") from None
+    return torch.from_dlpack(tensor.to_dlpack()).cpu().numpy().copy()
 
 
 class TritonPythonModel:
@@ -75,30 +96,35 @@ class TritonPythonModel:
         self._tmp = tempfile.TemporaryDirectory(prefix="gtpt_pipeline_")
 
     def execute(self, requests):
+        """The dynamic batcher's requests, one image each: one detector + pose pass over all their images."""
         pb = self.pb
-        paths = []
+        paths, responses = [], [None] * len(requests)
         for i, r in enumerate(requests):
-            data = pb.get_input_tensor_by_name(r, "image").as_numpy().reshape(-1)[0]
+            data = pb.get_input_tensor_by_name(r, "image").as_numpy().reshape(-1)
+            if len(data) != 1:  # the persons of several images cannot share one response's batch dimension
+                responses[i] = pb.InferenceResponse(error=pb.TritonError(
+                    f"expected one image per request (shape [1, 1]), got {len(data)}; send concurrent requests "
+                    f"instead - the server batches them"))
+                continue
             path = Path(self._tmp.name) / f"request_{i}"
-            path.write_bytes(bytes(data))
-            paths.append(path)
-        responses = []
+            path.write_bytes(bytes(data[0]))
+            paths.append((i, path))
         try:  # all images of this call go through one predict(): their crops share the pose batches
-            results = list(self.predictor.predict(paths, self.detector))
+            results = list(self.predictor.predict([path for _, path in paths], self.detector))
         except GtptError as e:
             return [pb.InferenceResponse(error=pb.TritonError(str(e))) for _ in requests]
         finally:
-            for path in paths:
+            for _, path in paths:
                 path.unlink(missing_ok=True)
-        for result in results:
+        for (i, path), result in zip(paths, results):
             if not hasattr(result, "keypoints"):  # ImageFailure: undecodable bytes
-                responses.append(pb.InferenceResponse(error=pb.TritonError(result.error.replace(
-                    str(result.path), "image"))))
+                responses[i] = pb.InferenceResponse(error=pb.TritonError(result.error.replace(str(path), "image")))
                 continue
-            tensors = [pb.Tensor("keypoints", result.keypoints.astype(np.float32)),
-                       pb.Tensor("boxes", np.asarray(result.boxes, np.float32).reshape(-1, 4)),
-                       pb.Tensor("box_scores", np.asarray(result.box_scores, np.float32).reshape(-1))]
-            responses.append(pb.InferenceResponse(output_tensors=tensors))
+            # batch dim first (max_batch_size > 0): each request holds one image -> (1, N, ...)
+            tensors = [pb.Tensor("keypoints", result.keypoints.astype(np.float32)[None]),
+                       pb.Tensor("boxes", np.asarray(result.boxes, np.float32).reshape(1, -1, 4)),
+                       pb.Tensor("box_scores", np.asarray(result.box_scores, np.float32).reshape(1, -1))]
+            responses[i] = pb.InferenceResponse(output_tensors=tensors)
         return responses
 
     def finalize(self):

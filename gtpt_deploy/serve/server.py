@@ -45,16 +45,20 @@ def _installed(dist: str) -> str | None:
         return None
 
 
-def server_requirements() -> tuple[list[str], list[str]]:
+def server_requirements(openvino: bool = False) -> tuple[list[str], list[str]]:
     """What the server environment gets: (``pip install`` list, ``pip install --no-deps`` list).
 
     onnxruntime and OpenCV are pinned to the versions of *this* environment: the pipeline model's crops and the
     pose model's logits are then bit-identical to ``run`` in-process (OpenCV 4.11 and 5.x warp crops differently).
     OpenCV goes in without its dependencies: its wheels declare numpy>=2 but run with the numpy 1.26 the stub needs.
+    ``openvino``: also OpenVINO (this environment's version) for Python-backend models with ``runtime: openvino``.
     """
     ort = _installed("onnxruntime")
     cv = _installed("opencv-python-headless") or _installed("opencv-python")
     pip = [PYTRITON, "numpy<2", f"onnxruntime=={ort}" if ort else "onnxruntime"]
+    if openvino:
+        ov = _installed("openvino")
+        pip.append(f"openvino=={ov}" if ov else "openvino")
     if cv is None:
         return pip + ["opencv-python-headless<4.12"], []
     return pip, [f"opencv-python-headless=={cv}"]
@@ -64,27 +68,34 @@ class TritonServerError(GtptError):
     """The server could not be set up, started or made ready."""
 
 
-def default_env_path() -> Path:
+def default_env_path(openvino: bool = False) -> Path:
     """``$GTPT_TRITON_ENV``, else a cache folder named after the Python version and :func:`server_requirements`."""
     if os.environ.get("GTPT_TRITON_ENV"):
         return Path(os.environ["GTPT_TRITON_ENV"])
-    tag = hashlib.sha256(json.dumps(server_requirements()).encode()).hexdigest()[:10]
+    tag = hashlib.sha256(json.dumps(server_requirements(openvino)).encode()).hexdigest()[:10]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "gtpt-deploy" / f"triton-server-py{sys.version_info[0]}.{sys.version_info[1]}-{tag}"
 
 
-def ensure_server_env(path: Path | None = None, python: str = sys.executable, timeout: float = 900) -> Path:
+def ensure_server_env(path: Path | None = None, python: str = sys.executable, timeout: float = 900,
+                      openvino: bool = False) -> Path:
     """Find, or create with ``python -m venv`` + pip, the environment holding :func:`server_requirements`.
 
-    A marker file written last makes a half-built environment (interrupted install) be rebuilt, not used.
+    A marker file written last makes a half-built environment (interrupted install) be rebuilt, not used; a
+    non-empty folder without the marker (not made here) is refused, never deleted.
     Takes ~30-90 s the first time (a 55 MB wheel plus onnxruntime and OpenCV), nothing afterwards.
     """
-    path = Path(path or default_env_path())
+    path = Path(path or default_env_path(openvino))
     marker = path / "gtpt-server-requirements.json"
-    pip, nodeps = server_requirements()
+    pip, nodeps = server_requirements(openvino)
     if marker.is_file() and json.loads(marker.read_text()) == [pip, nodeps]:
         return path
-    shutil.rmtree(path, ignore_errors=True)
+    if path.is_dir() and any(path.iterdir()) and not marker.is_file():
+        # not one we made (ours carry the marker from their first build): never delete someone's environment
+        raise TritonServerError(f"{path} exists and was not made by gtpt-deploy (no {marker.name}); pass it as the "
+                                f"server environment only to use it as it is (serve --env), or choose an empty "
+                                f"folder for GTPT_TRITON_ENV")
+    shutil.rmtree(path, ignore_errors=True)  # ours, for other requirements (or half-built): rebuilt
     path.parent.mkdir(parents=True, exist_ok=True)
     install = [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     steps = [[python, "-m", "venv", str(path)], install + pip] + ([install + ["--no-deps", *nodeps]] if nodeps else [])
