@@ -201,8 +201,9 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     seconds: dict[str, float] = {}
     if found is None:
         t = time.perf_counter()
-        report(f"calibrating on {len(crops)} crops of {split.pool} usable persons ({method})"
-               + (f"; {len(split.held_out_ids)} held out to measure ΔAP" if split.held_out_ids else ""))
+        report(f"calibrating on {len(crops)} crops of the {split.pool} usable persons left for calibration "
+               f"({method})" + (f"; {len(split.held_out_ids)} more held out to measure ΔAP" if split.held_out_ids
+                                else ""))
         found = from_ort(collect_ranges(model, crops.crops, method), manifest)
         check_ranges(found, f"ranges computed from {src.name}", need, computed=True)
         seconds["calibrate"] = time.perf_counter() - t

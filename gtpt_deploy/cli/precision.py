@@ -100,7 +100,8 @@ def calibrate_cmd(model: Path, ann: Path, images: Path, num: int | None, method:
     on stderr. When even the most conservative recipe misses the budget the command exits non-zero and writes
     nothing.
     Examples:
-      gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann ../shared/data/coco_train2017_mini/person_keypoints_train2017_subset.json \\
+      gtpt-deploy calibrate export/gtpt_t_coco_sample_b1.onnx \\
+          --ann ../shared/data/coco_train2017_mini/person_keypoints_train2017_subset.json \\
           --images ../shared/data/coco_train2017_mini/images
       gtpt-deploy calibrate export/gtpt_t_coco_bdyn.onnx --ann train.json --images train/ --num 64 --target cpu
       gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann train.json --images train/ \\
