@@ -132,6 +132,9 @@ def test_ranges_and_cache_are_named_after_the_output(fake):
     assert b.ranges_path != a.ranges_path and b.cache_path != a.cache_path
     assert (a.ranges_path.read_bytes(), a.cache_path.read_bytes()) == before
     assert a.ranges_path.name == "a_minmax.ranges.json" and b.cache_path.name == "b_minmax.cache"
+    a.output.unlink()                     # the model gone, its ranges and cache kept: reused as they are
+    again = calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, num=8, output=fake.parent / "a.onnx")
+    assert again.reused_ranges and (a.ranges_path.read_bytes(), a.cache_path.read_bytes()) == before
 
 
 def _edit(name, tensors):

@@ -195,9 +195,10 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     manifest = Manifest(sha256_file(src), data_manifest, method, method_options(method))
     need = required_tensors(model)
     found, reused_from = _reusable(ranges, ranges_path, manifest, force, need)
-    for p in (ranges_path, cache_path):       # this output's own files: replaced only with --force
-        if p != reused_from:
-            check_writable(p, force)
+    own = reused_from is not None and reused_from.resolve() == ranges_path.resolve()   # reused this output's file
+    same_cache = own and found is not None and cache_path.is_file() and cache_path.read_text() == trt_cache_text(found)
+    for p in [] if same_cache else [cache_path] if own else [ranges_path, cache_path]:   # replaced only with --force
+        check_writable(p, force)
     seconds: dict[str, float] = {}
     if found is None:
         t = time.perf_counter()
@@ -235,7 +236,7 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
             "max_ap_drop": max_ap_drop, "budget_search": [s.to_dict() for s in steps] if len(steps) > 1 else None,
             "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
     write_onnx_meta(qmodel, replace(meta, precision="int8", extra={**dict(meta.extra), "int8": info}))
-    _commit(out, qmodel, ranges_path if reused_from != ranges_path else None, cache_path, found, force)
+    _commit(out, qmodel, None if own else ranges_path, None if same_cache else cache_path, found, force)
     seconds["total"] = time.perf_counter() - t0
     return CalibrationResult(out, src, ranges_path, cache_path, reused_from is not None,
                              recipe, len(layers), len(quantized_nodes(model, Int8Recipe(target, method, ()))),
@@ -243,14 +244,16 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
                              out.stat().st_size, measured, max_ap_drop, split.pool, split.outside, reused_from)
 
 
-def _commit(out: Path, qmodel: Any, ranges_path: Path | None, cache_path: Path, found: Ranges, force: bool) -> None:
-    """Write this output's ranges (unless they were reused from that very file), its TensorRT cache, then the
-    model. (The all-or-nothing commit of the three is the artifact-set work of issue 21 item 6.)"""
+def _commit(out: Path, qmodel: Any, ranges_path: Path | None, cache_path: Path | None, found: Ranges,
+            force: bool) -> None:
+    """Write this output's ranges and TensorRT cache (None: already there, reused unchanged), then the model.
+    (The all-or-nothing commit of the three is the artifact-set work of issue 21 item 6.)"""
     import onnx
 
     if ranges_path is not None:
         write_ranges(ranges_path, found)
-    write_trt_cache(cache_path, trt_cache_text(found))
+    if cache_path is not None:
+        write_trt_cache(cache_path, trt_cache_text(found))
     with atomic_path(out) as tmp:
         onnx.save(qmodel, str(tmp))
 
@@ -272,5 +275,5 @@ def _reusable(given: str | os.PathLike[str] | None, default: Path, manifest: Man
     except ArtifactError as e:
         if not force:
             raise
-        log.warning("not reusing %s (%s); recomputing it (--force)", default, e)
+        log.warning("recomputing %s (--force): %s", default, str(e).split("; re-run")[0].split("; delete")[0])
         return None, None

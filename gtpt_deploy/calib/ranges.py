@@ -104,8 +104,8 @@ def read_ranges(path: str | Path) -> Ranges:
                             f"{data.get('format') if isinstance(data, dict) else type(data).__name__}; re-run calibration")
     try:
         m = data["manifest"]
-        if not isinstance(m, dict) or not isinstance(m["data"], dict) or not isinstance(data["tensors"], dict):
-            raise TypeError("manifest, manifest.data and tensors must be JSON objects")
+        if not all(isinstance(v, dict) for v in (m, m["data"], m.get("options", {}), data["tensors"])):
+            raise TypeError("manifest, manifest.data, manifest.options and tensors must be JSON objects")
         manifest = Manifest(str(m["model_sha256"]), m["data"], str(m["method"]), m.get("options", {}))
         tensors = {k: (_number(v["min"]), _number(v["max"])) for k, v in data["tensors"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
