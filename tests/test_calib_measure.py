@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -244,3 +245,24 @@ def test_fuzz_ranges_files(fake, tmp_path):
             assert "\n" not in str(e) and str(path) in str(e), (i, str(e))
             continue
         assert all(math.isfinite(lo) and math.isfinite(hi) and lo <= hi for lo, hi in r.tensors.values()), i
+
+
+def test_readme_calibrate_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's bundled-data calibrate command, word for word, with a fake ONNX under the export's name (the
+    real sample takes a minute; the arguments and defaults are what this checks)."""
+    import re
+    import shlex
+
+    from gtpt_fixtures import SHARED as shared
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"\n(gtpt-deploy calibrate export/gtpt_t_coco_sample_b1\.onnx.*?)\n```", text, re.S).group(1)
+    args = shlex.split(re.sub(r"#[^\n]*", "", block).replace("\\\n", " "))
+    work = tmp_path / "repo"
+    (work / "export").mkdir(parents=True)
+    write_fake_pose_onnx(work / "export" / "gtpt_t_coco_sample_b1.onnx", batch=1)
+    (tmp_path / "shared").symlink_to(shared)
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(main, args[1:])
+    assert r.exit_code == 0, r.output
+    assert (work / "export" / "gtpt_t_coco_sample_b1_int8.onnx").is_file() and "ΔAP" in r.stdout
