@@ -7,8 +7,8 @@ crop count, seed) and the method (with its options). They do NOT depend on the t
 same tensors (inputs and outputs of every weight-op node) whatever the target, and both targets quantize a subset of
 them (tensorrt: weight-layer inputs; cpu: inputs and outputs), so ranges of one target serve the other. Ranges are
 reused only when the manifest matches - never silently for other data or another model - and every set, read or
-computed, passes :func:`check_ranges` (the one place that says what a usable range is). The legacy TensorRT calibration cache (for ``trtexec --calib`` on TensorRT <= 10) is written from the same
-ranges: a header line, then ``<tensor>: <scale>`` per tensor, the scale ``amax / 127`` as the 8 hex digits of its
+computed, passes :func:`check_ranges` (the one place that says what a usable range is). The legacy TensorRT
+calibration cache (for ``trtexec --calib`` on TensorRT <= 10) is written from the same ranges: a header line, then ``<tensor>: <scale>`` per tensor, the scale ``amax / 127`` as the 8 hex digits of its
 IEEE float32 bit pattern (big-endian, as TensorRT's calibrators write it). TensorRT's ONNX parser names its tensors
 after the ONNX tensor names, so the names are used as they are.
 """
