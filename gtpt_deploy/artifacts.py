@@ -59,13 +59,25 @@ def precision_path(fp32_onnx: Path, precision: str) -> Path:
     return fp32_onnx.with_name(f"{fp32_onnx.stem}_{precision}.onnx")
 
 
-def calib_paths(fp32_onnx: Path, method: str, root: Path | None = None) -> tuple[Path, Path]:
-    """Calibration artifacts of an FP32 ONNX: ``calib/<stem>_<method>.ranges.json`` (activation ranges + manifest)
-    and ``calib/<stem>_<method>.cache`` (TensorRT legacy calibration cache), ``calib/`` under ``root`` (default: the
+#: INT8 default name tag per calibrate --target: the two forms differ (symmetric int8 vs uint8 activations), so they
+#: must not replace each other's file. tensorrt keeps the historical ``_int8``.
+INT8_TAGS = {"tensorrt": "int8", "cpu": "int8cpu"}
+
+
+def int8_path(fp32_onnx: Path, target: str) -> Path:
+    """Default INT8 file of a calibrate --target beside its FP32 source: ``foo_int8.onnx`` (tensorrt),
+    ``foo_int8cpu.onnx`` (cpu)."""
+    return precision_path(fp32_onnx, INT8_TAGS[target])
+
+
+def calib_paths(int8_onnx: Path, method: str, root: Path | None = None) -> tuple[Path, Path]:
+    """Calibration artifacts of an INT8 ONNX, named after that OUTPUT file (two calibrations of one source into two
+    outputs never share them): ``calib/<stem>_<method>.ranges.json`` (activation ranges + manifest) and
+    ``calib/<stem>_<method>.cache`` (TensorRT legacy calibration cache), ``calib/`` under ``root`` (default: the
     folder above the ONNX's folder when that is ``export/``, else the ONNX's own folder)."""
     if root is None:
-        root = fp32_onnx.parent.parent if fp32_onnx.parent.name == EXPORT_DIR.name else fp32_onnx.parent
-    stem = f"{fp32_onnx.stem}_{method}"
+        root = int8_onnx.parent.parent if int8_onnx.parent.name == EXPORT_DIR.name else int8_onnx.parent
+    stem = f"{int8_onnx.stem}_{method}"
     return root / CALIB_DIR / f"{stem}.ranges.json", root / CALIB_DIR / f"{stem}.cache"
 
 

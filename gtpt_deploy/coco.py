@@ -78,6 +78,22 @@ def is_wholebody(gt: dict) -> bool:
     return any("foot_kpts" in a for a in gt.get("annotations", []))
 
 
+def _check_unique_image_ids(images: list[dict], where: str) -> None:
+    """Image ids are keys: a repeated id merges two images' persons in pycocotools (a wrong AP, no error) and
+    drops persons from the GT-box crops, so it is refused."""
+    seen: set = set()
+    for im in images:
+        i = im["id"]
+        if isinstance(i, bool) or not isinstance(i, (int, str)):
+            raise AnnotationError(f"{where}: expected every image 'id' to be an integer, got {_bad_value(i)}; "
+                                  f"repair the file")
+        if i in seen:
+            raise AnnotationError(f"{where}: expected unique image ids, got image id {i} on two 'images' records "
+                                  f"({im.get('file_name', 'no file_name')} is the second); give each image its own "
+                                  f"id in the file")
+        seen.add(i)
+
+
 def load_annotations(ann: AnnotationsLike) -> dict:
     """Read and check a COCO / COCO-WholeBody keypoint annotation file (or a loaded dict, which is copied).
 
@@ -98,6 +114,7 @@ def load_annotations(ann: AnnotationsLike) -> dict:
     if not all(isinstance(im, dict) and "id" in im for im in gt["images"]):
         raise AnnotationError(f"{where}: expected every entry of 'images' to have an 'id', got one without; "
                               f"repair the file")
+    _check_unique_image_ids(gt["images"], where)
     wholebody = is_wholebody(gt)
     seen_ids: set = set()
     for i, a in enumerate(gt["annotations"]):

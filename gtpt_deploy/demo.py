@@ -68,7 +68,10 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     say(exported.format_report())
     fp16 = convert_fp16(exported.onnx_path, force=True)
     say(fp16.format_report())
-    int8 = calibrate_int8(exported.onnx_path, ann, images, num=None, force=True, threads=threads, report=say)
+    # Measured (on held-out demo persons) but not budgeted: 5 persons cannot resolve a 0.005 AP budget; step 3
+    # validates the INT8 file against PyTorch.
+    int8 = calibrate_int8(exported.onnx_path, ann, images, num=None, max_ap_drop=None, force=True, threads=threads,
+                          report=say)
     say(int8.format_report())
 
     say(f"[2/3] run {int8.output.name} on {images} "

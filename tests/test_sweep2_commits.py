@@ -76,13 +76,13 @@ def test_two_calibrates_to_one_output_cannot_both_succeed(fake, tmp_path, monkey
     import gtpt_deploy.calib.calibrate as cal
 
     out = tmp_path / "same.onnx"
-    real = cal.quantize
+    real = cal.write_onnx_meta   # called once the INT8 model is final, on every path (budget search or not)
 
-    def quantize_while_the_other_finishes(*a, **k):
+    def finish_while_the_other_finishes(*a, **k):
         out.write_bytes(b"the other int8")
         return real(*a, **k)
 
-    monkeypatch.setattr(cal, "quantize", quantize_while_the_other_finishes)
+    monkeypatch.setattr(cal, "write_onnx_meta", finish_while_the_other_finishes)
     line = _one_line_error(_invoke(_calibrate_args(fake, "-o", out)))
     assert "created by someone else" in line and out.read_bytes() == b"the other int8"
     assert not (tmp_path / "calib").exists()           # its ranges and cache went with it
@@ -112,7 +112,7 @@ def test_calibrate_writes_ranges_and_cache_before_the_model(fake, tmp_path, monk
 
     monkeypatch.setattr(artifacts, "_link_new", record)
     assert _invoke(_calibrate_args(fake)).exit_code == 0
-    assert order == ["fake_minmax.ranges.json", "fake_minmax.cache", "fake_int8.onnx"]
+    assert order == ["fake_int8_minmax.ranges.json", "fake_int8_minmax.cache", "fake_int8.onnx"]   # named after the output
 
 
 # ------------------------------------------------------------------------------------------- 7. Ctrl-C

@@ -1,8 +1,10 @@
 """The calibration stage: FP32 ONNX + COCO person crops -> Q/DQ INT8 ONNX, ranges JSON and TensorRT legacy cache.
 
-``calibrate_int8`` composes the pieces: crops (``runtime.crops``), ranges (collected, or reused when the manifest
-matches), the recipe (``calib.int8``; with ``max_ap_drop`` chosen by ``calib.budget``), the CPU fusion check for the
-``cpu`` target, metadata, and atomic writes. Nothing is written when any step fails. No torch import.
+``calibrate_int8`` composes the pieces: which persons calibrate and which measure (``calib.data``), crops
+(``runtime.crops``), ranges (collected, or reused when the manifest matches and ``ranges.check_ranges`` accepts them),
+the recipe (``calib.int8``) measured against FP32 by default and widened by ``calib.budget``'s layer search when it
+misses the budget, the CPU fusion check for the ``cpu`` target, metadata, and atomic writes. Nothing is written when
+any step fails. No torch import.
 """
 
 from __future__ import annotations
@@ -15,25 +17,51 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, sha256_file
+from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, check_writable, int8_path, sha256_file
 from ..coco import load_annotations
-from ..errors import GtptError
+from ..errors import ArtifactError, GtptError
+from ..eval.validate import DEFAULT_BUDGETS, check_layouts
 from ..export.fp16 import open_fp32_source
 from ..metadata import write_onnx_meta
 from ..runtime.crops import person_crops
 from ..runtime.images import IMAGE_SUFFIXES
 from . import budget as budget_mod
-from .evalset import CropScore, score_crops, session_infer
+from .data import default_num, images_sha256, split_persons
+from .evalset import score_crops, session_infer
 from .fusion import FusionReport, cpu_fusion
-from .int8 import Int8Recipe, collect_ranges, method_options, quantize, quantized_nodes
-from .ranges import Manifest, Ranges, check_reusable, from_ort, read_ranges, to_ort, trt_cache_text
+from .int8 import Int8Recipe, collect_ranges, method_options, quantize, quantized_nodes, required_tensors
+from .ranges import Manifest, Ranges, check_ranges, check_reusable, from_ort, read_ranges, to_ort, trt_cache_text
 
 log = logging.getLogger(__name__)
+#: The default AP budget: validate's INT8 budget, taken from the one place that defines it.
+INT8_BUDGET: float = DEFAULT_BUDGETS["int8"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Where ΔAP and argmax agreement were measured: ``eval_ann`` (a file of its own) or ``held_out`` (persons of
+    the calibration file left out of calibration: their annotation ids, the split seed)."""
+
+    source: str
+    ann: str
+    persons: int
+    held_out_ids: tuple[Any, ...] = ()
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "ann": self.ann, "persons": self.persons,
+                "held_out_annotation_ids": list(self.held_out_ids), "seed": self.seed}
+
+    def describe(self) -> str:
+        if self.source == "held_out":
+            return (f"{self.persons} persons of {Path(self.ann).name} held out from calibration (seed {self.seed}; "
+                    f"their annotation ids are in --json and the file's gtpt.extra.int8.eval)")
+        return f"{self.persons} persons of {Path(self.ann).name}"
 
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """What :func:`calibrate_int8` wrote and measured (AP in 0-1; None when no evaluation set was scored)."""
+    """What :func:`calibrate_int8` wrote and measured (AP in 0-1, on ``measured``'s persons)."""
 
     output: Path
     source: Path
@@ -52,32 +80,54 @@ class CalibrationResult:
     fusion: FusionReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     bytes: int = 0
+    measured: Measurement | None = None
+    max_ap_drop: float | None = None
+    available: int = 0                    # usable persons for calibration (crops were taken from these)
+    outside_boxes: int = 0                # person boxes skipped: entirely outside their image
+    reused_from: Path | None = None       # the ranges file reused (None: computed now)
 
     @property
     def delta_ap(self) -> float | None:
         return None if self.fp32_ap is None or self.int8_ap is None else self.int8_ap - self.fp32_ap
 
+    @property
+    def search_engaged(self) -> bool:
+        """The default recipe missed the budget and the layer search ran."""
+        return len(self.steps) > 1
+
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "source": str(self.source), "ranges": str(self.ranges_path),
                 "trt_cache": str(self.cache_path), "reused_ranges": self.reused_ranges,
+                "reused_from": None if self.reused_from is None else str(self.reused_from),
                 "recipe": self.recipe.to_dict(), "quantized_layers": self.quantized_layers,
-                "weight_layers": self.weight_layers, "crops": self.crops, "manifest_sha256": self.manifest_sha256,
+                "weight_layers": self.weight_layers, "crops": self.crops, "available_persons": self.available,
+                "outside_boxes": self.outside_boxes, "manifest_sha256": self.manifest_sha256,
                 "fp32_AP": self.fp32_ap, "int8_AP": self.int8_ap, "delta_AP": self.delta_ap,
-                "argmax_agreement": self.argmax_agreement, "steps": [s.to_dict() for s in self.steps],
+                "argmax_agreement": self.argmax_agreement,
+                "eval": None if self.measured is None else self.measured.to_dict(),
+                "max_ap_drop": self.max_ap_drop, "budget_search": self.search_engaged,
+                "steps": [s.to_dict() for s in self.steps],
                 "fusion": self.fusion.to_dict() if self.fusion else None, "seconds": self.seconds,
                 "bytes": self.bytes}
 
     def format_report(self) -> str:
         r = self.recipe
+        reuse = f" (reused from {self.reused_from}: same model, data and method)" if self.reused_from else ""
         lines = [f"int8 ({r.target}, {r.method}) -> {self.output} ({self.bytes / 1e6:.1f} MB)",
                  f"  quantized {self.quantized_layers} of {self.weight_layers} weight layers; float groups: "
-                 f"{', '.join(r.float_groups) or 'none'}; {self.crops} calibration crops",
-                 f"  ranges: {'reused ' if self.reused_ranges else ''}{self.ranges_path}"
-                 + (" (same model, data and method)" if self.reused_ranges else "")
-                 + f"; TensorRT legacy cache: {self.cache_path}"]
-        if self.delta_ap is not None:
-            lines.append(f"  AP FP32 {self.fp32_ap:.4f} -> INT8 {self.int8_ap:.4f} (ΔAP {self.delta_ap:+.4f}), "
-                         f"argmax agreement {self.argmax_agreement:.4f}")
+                 f"{', '.join(r.float_groups) or 'none'}",
+                 f"  calibrated on {self.crops} crops of the {self.available} usable persons left for calibration"
+                 + (f" ({len(self.measured.held_out_ids)} more held out to measure)"
+                    if self.measured is not None and self.measured.held_out_ids else "")
+                 + (f"; {self.outside_boxes} box(es) outside their image skipped" if self.outside_boxes else ""),
+                 f"  ranges: {self.ranges_path}{reuse}; TensorRT legacy cache: {self.cache_path}"]
+        if self.delta_ap is not None and self.measured is not None:
+            budget = "no budget (--max-ap-drop none)" if self.max_ap_drop is None else \
+                f"budget ΔAP >= -{self.max_ap_drop:g}: " + ("met after the layer search" if self.search_engaged
+                                                           else "met by the default recipe")
+            lines.append(f"  measured on {self.measured.describe()}: AP FP32 {self.fp32_ap:.4f} -> INT8 "
+                         f"{self.int8_ap:.4f} (ΔAP {self.delta_ap:+.4f}), argmax agreement "
+                         f"{self.argmax_agreement:.4f}; {budget}")
         if self.fusion is not None:
             lines.append("  " + self.fusion.format())
         lines.append("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
@@ -85,21 +135,27 @@ class CalibrationResult:
 
 
 def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[str], images: str | os.PathLike[str],
-                   num: int | None = 512, method: str = "minmax", target: str = "tensorrt", max_ap_drop: float | None = None,
+                   num: int | None = None, method: str = "minmax", target: str = "tensorrt",
+                   max_ap_drop: float | None = INT8_BUDGET,
                    eval_ann: str | os.PathLike[str] | None = None, eval_images: str | os.PathLike[str] | None = None,
                    output: str | os.PathLike[str] | None = None, force: bool = False,
                    ranges: str | os.PathLike[str] | None = None, seed: int = 0, threads: int | None = None,
                    report: Callable[[str], None] = log.info) -> CalibrationResult:
-    """Calibrate a gtpt-deploy FP32 ONNX on ``num`` GT person crops of ``ann`` and write its Q/DQ INT8 form.
+    """Calibrate a gtpt-deploy FP32 ONNX on GT person crops of ``ann``, write its Q/DQ INT8 form, and measure it.
 
     Args:
         onnx_model: FP32 ``.onnx`` from ``gtpt-deploy export``. ann/images: COCO keypoint file and its images.
-        num: crops (seeded selection; None: every usable person); more than the file has is an error. method: minmax / entropy / percentile.
+        num: calibration crops (seeded selection); None: every usable person of the calibration pool, at most 512.
+            More than the pool holds is an error.
+        method: minmax / entropy / percentile.
         target: ``tensorrt`` (symmetric int8, zero points 0) or ``cpu`` (uint8 activations, fused by ONNX Runtime).
-        max_ap_drop: AP budget (0-1) for the layer search; eval_ann/eval_images: its evaluation set (default: all
-            crops of ``ann``). With only eval_ann, ΔAP of the default recipe is measured and recorded.
-        output: default ``<name>_int8.onnx`` beside the source; ranges and cache go to ``calib/``.
-        ranges: a ranges JSON to reuse (must match model, data and method).
+        max_ap_drop: AP budget (0-1; default: ``validate``'s INT8 budget). When the default recipe misses it the
+            layer search (``calib.budget``) keeps sensitive groups float; None: measure only.
+        eval_ann/eval_images: where ΔAP and argmax agreement vs FP32 are measured; default: a seeded third of the
+            usable persons of ``ann`` (at most 512), held out from calibration (``calib.data``).
+        output: default ``<name>_int8.onnx`` (tensorrt) / ``<name>_int8cpu.onnx`` (cpu) beside the source; ranges
+            and cache go to ``calib/``, named after the output.
+        ranges: a ranges JSON to reuse (must match model, data and method; checked by ``ranges.check_ranges``).
         report: receives progress lines (the CLI prints them on stderr).
 
     Returns:
@@ -107,59 +163,82 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     """
     t0 = time.perf_counter()
     recipe = Int8Recipe(target, method)
-    if max_ap_drop is not None and max_ap_drop < 0:
-        raise GtptError(f"--max-ap-drop must be >= 0 (AP in 0-1), got {max_ap_drop}")
+    if max_ap_drop is not None and not (0 <= max_ap_drop <= 1):       # also refuses NaN
+        raise GtptError(f"--max-ap-drop must be a 0-1 AP difference (0.005 = half an AP point) or 'none', got "
+                        f"{max_ap_drop}")
     if (eval_ann is None) != (eval_images is None):
         raise GtptError("--eval-ann and --eval-images go together; pass both or neither")
+    if output is None:
+        output = int8_path(Path(onnx_model), target)
     # every file this reads is protected from its outputs (images: the image files in the folders)
     inputs = Inputs([ann, images, eval_ann, eval_images, ranges], folder_suffixes=IMAGE_SUFFIXES)
     src, model, meta, out = open_fp32_source(onnx_model, output, force, "int8", "INT8 calibration", inputs=inputs)
-    ranges_path, cache_path = calib_paths(out.with_name(src.name), method)
+    ranges_path, cache_path = calib_paths(out, method)
 
-    crops = person_crops(ann, images, num=num, seed=seed, input_size=tuple(meta.input_size))
-    manifest = Manifest(sha256_file(src), crops.manifest(), method, target, method_options(method))
-    found, reused = _reusable(ranges, ranges_path, manifest, force)
+    # Everything about the data is checked before the first calibration pass: layouts, ids, the split, --num.
+    gt = load_annotations(ann)
+    egt = load_annotations(eval_ann) if eval_ann is not None else None
+    split = split_persons(gt, str(ann), hold_out=egt is None, seed=seed)
+    check_layouts([src], egt if egt is not None else gt, eval_ann if eval_ann is not None else ann)
+    if split.outside:
+        report(f"warning: {split.outside} person box(es) of {ann} lie entirely outside their image; skipped")
+    count = default_num(split, num, str(ann), egt is not None)
+    crops = person_crops(split.calib, images, num=count, seed=seed, input_size=tuple(meta.input_size))
+    if egt is not None:
+        ecrops = person_crops(egt, eval_images, input_size=tuple(meta.input_size))
+        measured = Measurement("eval_ann", str(eval_ann), len(ecrops))
+    else:
+        egt = split.held_out
+        ecrops = person_crops(egt, images, input_size=tuple(meta.input_size))
+        measured = Measurement("held_out", str(ann), len(ecrops), split.held_out_ids, seed)
+    data_manifest = {**crops.manifest(), "ann_sha256": sha256_file(ann), "persons_sha256": crops.ann_sha256,
+                     "held_out_annotation_ids": list(split.held_out_ids),
+                     "images_sha256": images_sha256(images, crops.file_names)}
+    manifest = Manifest(sha256_file(src), data_manifest, method, method_options(method))
+    need = required_tensors(model)
+    found, reused_from = _reusable(ranges, ranges_path, manifest, force, need)
+    own = reused_from is not None and reused_from.resolve() == ranges_path.resolve()   # reused this output's file
+    same_cache = own and found is not None and cache_path.is_file() and cache_path.read_text() == trt_cache_text(found)
+    for p in [] if same_cache else [cache_path] if own else [ranges_path, cache_path]:   # replaced only with --force
+        check_writable(p, force)
     seconds: dict[str, float] = {}
     if found is None:
         t = time.perf_counter()
-        report(f"calibrating on {len(crops)} crops ({method})")
+        report(f"calibrating on {len(crops)} crops of the {split.pool} usable persons left for calibration "
+               f"({method})" + (f"; {len(split.held_out_ids)} more held out to measure ΔAP" if split.held_out_ids
+                                else ""))
         found = from_ort(collect_ranges(model, crops.crops, method), manifest)
+        check_ranges(found, f"ranges computed from {src.name}", need, computed=True)
         seconds["calibrate"] = time.perf_counter() - t
         # the folder; an existing file was refused or accepted above; never one of the inputs
         check_outputs((ranges_path, cache_path), True, inputs=inputs)
     else:
-        report(f"reusing ranges {ranges if ranges is not None else ranges_path} (same model, data and method)")
+        report(f"reusing ranges {reused_from} (same model, data and method)")
     data = to_ort(found)
 
     t = time.perf_counter()
-    fp32 = int8 = None
-    steps: list[budget_mod.BudgetStep] = []
-    if max_ap_drop is not None or eval_ann is not None:
-        ea, ei = (eval_ann, eval_images) if eval_ann is not None else (ann, images)
-        gt = load_annotations(ea)
-        ecrops = person_crops(gt, ei, input_size=tuple(meta.input_size))
-        if max_ap_drop is not None:
-            res = budget_mod.search(model, data, recipe, ecrops, meta, gt, max_ap_drop, threads, report)
-            recipe, qmodel, fp32, int8, steps = res.recipe, res.model, res.fp32, res.final, res.steps
-        else:
-            qmodel = quantize(model, data, recipe)
-            fp32, int8 = (score_crops(session_infer(m, threads), ecrops, meta, gt) for m in (model, qmodel))
-        seconds["evaluate"] = time.perf_counter() - t
+    if max_ap_drop is not None:
+        res = budget_mod.search(model, data, recipe, ecrops, meta, egt, max_ap_drop, threads, report)
+        recipe, qmodel, fp32, int8, steps = res.recipe, res.model, res.fp32, res.final, res.steps
     else:
         qmodel = quantize(model, data, recipe)
-        seconds["quantize"] = time.perf_counter() - t
+        fp32, int8 = (score_crops(session_infer(m, threads), ecrops, meta, egt) for m in (model, qmodel))
+        steps = []
+    seconds["measure"] = time.perf_counter() - t
     fusion = cpu_fusion(qmodel) if target == "cpu" else None
     if fusion is not None and not fusion.ok:
         report(f"warning: {fusion.format()}")
 
     layers = quantized_nodes(model, recipe)
-    agreement = int8.agreement(fp32).argmax_agreement if fp32 is not None and int8 is not None else None
+    agreement = int8.agreement(fp32).argmax_agreement
     info = {**recipe.to_dict(), "quantized_layers": len(layers),
             "quantized_by_group": dict(Counter(w.group for w in layers)), "manifest_sha256": manifest.sha256(),
-            "calibration": {"crops": len(crops), "ann_sha256": crops.ann_sha256, "seed": seed},
-            "delta_AP": None if fp32 is None else int8.ap - fp32.ap,
-            "eval": None if fp32 is None else {"ann": str(eval_ann or ann), "fp32_AP": fp32.ap, "int8_AP": int8.ap},
-            "max_ap_drop": max_ap_drop, "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
+            "calibration": {"crops": len(crops), "available": split.pool, "ann_sha256": data_manifest["ann_sha256"],
+                            "seed": seed, "outside_boxes": split.outside},
+            "delta_AP": int8.ap - fp32.ap, "argmax_agreement": agreement,
+            "eval": {**measured.to_dict(), "fp32_AP": fp32.ap, "int8_AP": int8.ap},
+            "max_ap_drop": max_ap_drop, "budget_search": [s.to_dict() for s in steps] if len(steps) > 1 else None,
+            "tool": "onnxruntime.quantization.quantize_static (QDQ)"}
     if recipe.base == "fp16":   # INT8 + FP16 for TensorRT (calib/mixed.py)
         from .mixed import base_facts
 
@@ -167,37 +246,37 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     write_onnx_meta(qmodel, replace(meta, precision="int8", parent_sha256=manifest.model_sha256,
                                     extra={**dict(meta.extra), "int8": info}))
     # One set, committed as export's is: ranges and cache first, the model (which marks the set complete) last;
-    # any failure (full disk, a lost race for -o without --force) keeps none of them.
+    # any failure (full disk, a lost race for -o without --force) keeps none of them. This output's own ranges
+    # (and an identical cache) reused unchanged are not rewritten.
     with ArtifactSet(force=force, inputs=inputs) as files:
-        if not reused:
+        if not own:
             files.write_json(ranges_path, found.to_dict())
+        if not same_cache:
             files.write_bytes(cache_path, trt_cache_text(found).encode())
         files.write_bytes(out, qmodel.SerializeToString())
     seconds["total"] = time.perf_counter() - t0
-    return CalibrationResult(out, src, Path(ranges) if ranges is not None else ranges_path, cache_path, reused,
+    return CalibrationResult(out, src, ranges_path, cache_path, reused_from is not None,
                              recipe, len(layers), len(quantized_nodes(model, Int8Recipe(target, method, ()))),
-                             len(crops), manifest.sha256(), _ap(fp32), _ap(int8), agreement, steps, fusion, seconds,
-                             out.stat().st_size)
+                             len(crops), manifest.sha256(), fp32.ap, int8.ap, agreement, steps, fusion, seconds,
+                             out.stat().st_size, measured, max_ap_drop, split.pool, split.outside, reused_from)
 
 
-def _ap(score: CropScore | None) -> float | None:
-    return None if score is None else score.ap
-
-
-def _reusable(given: str | os.PathLike[str] | None, default: Path, manifest: Manifest,
-              force: bool) -> tuple[Ranges | None, bool]:
-    """(ranges to reuse or None, reused?). Explicit ranges must match; the default file is reused when it matches,
-    replaced with ``force``, and otherwise refused (it belongs to other data, another model or method)."""
+def _reusable(given: str | os.PathLike[str] | None, default: Path, manifest: Manifest, force: bool,
+              need: list[str]) -> tuple[Ranges | None, Path | None]:
+    """(ranges to reuse or None, the file they come from). Explicit ranges must match and be valid; this output's own
+    ranges file is reused when it matches, recomputed with ``force`` (saying why), and otherwise refused."""
     if given is not None:
         r = read_ranges(given)
-        check_reusable(r, manifest, str(given))
-        return r, True
+        check_reusable(r, manifest, str(given), need)
+        return r, Path(given)
     if not default.exists():
-        return None, False
-    r = read_ranges(default)
-    if not r.manifest.mismatch(manifest):
-        return r, True
-    if force:
-        return None, False
-    check_reusable(r, manifest, str(default))   # raises, naming the difference
-    return None, False
+        return None, None
+    try:
+        r = read_ranges(default)
+        check_reusable(r, manifest, str(default), need)
+        return r, default
+    except ArtifactError as e:
+        if not force:
+            raise
+        log.warning("recomputing %s (--force): %s", default, str(e).split("; re-run")[0].split("; delete")[0])
+        return None, None

@@ -165,6 +165,20 @@ def quantized_nodes(model: Any, recipe: Int8Recipe) -> list[regions.WeightLayer]
     return [w for w in regions.weight_layers(model) if w.group not in recipe.float_groups]
 
 
+def required_tensors(model: Any) -> list[str]:
+    """Activation tensors a recipe may quantize: the input and output of every weight layer (the tensorrt form uses
+    the inputs, the cpu form both, the budget search any layer). A subset of what :func:`collect_ranges` records
+    (it also records the attention matmuls), so ranges must cover at least these to be usable for this model."""
+    consts = regions.constant_names(model)
+    out: dict[str, None] = {}
+    for n in model.graph.node:        # regions.weight_layers' criterion (by node, as names may be empty)
+        if n.op_type not in regions.WEIGHT_OPS or len(n.input) < 2 or n.input[1] not in consts:
+            continue
+        out.setdefault(n.input[0], None)
+        out.setdefault(n.output[0], None)
+    return list(out)
+
+
 def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
     """FP32 ``onnx.ModelProto`` + ranges -> Q/DQ ``onnx.ModelProto`` (ONNX Runtime ``quantize_static``, QDQ format),
     with an FP16 base (opset 19, float16 Q/DQ scales) when ``recipe.base`` is ``fp16``."""

@@ -1,10 +1,14 @@
 """Activation ranges of a calibration run: JSON with a manifest, reuse rules, and the TensorRT legacy cache.
 
 The ranges JSON is the portable record of a calibration (tensor -> calibrated min/max and amax) plus a manifest of
-what produced it (model sha256, annotation sha256, image ids, crop count, seed, method, target). Ranges are reused
-only when the model hash, the data manifest and the method all match - never silently for other data or another
-model. The legacy TensorRT calibration cache (for ``trtexec --calib`` on TensorRT <= 10) is written from the same
-ranges: a header line, then ``<tensor>: <scale>`` per tensor, the scale ``amax / 127`` as the 8 hex digits of its
+what produced it. Ranges depend on three things and the manifest keys on exactly those: the FP32 model (its sha256),
+the calibration crops (annotation sha256, the persons held out, image ids and the sha256 of every image file's bytes,
+crop count, seed) and the method (with its options). They do NOT depend on the target: ``collect_ranges`` records the
+same tensors (inputs and outputs of every weight-op node) whatever the target, and both targets quantize a subset of
+them (tensorrt: weight-layer inputs; cpu: inputs and outputs), so ranges of one target serve the other. Ranges are
+reused only when the manifest matches - never silently for other data or another model - and every set, read or
+computed, passes :func:`check_ranges` (the one place that says what a usable range is). The legacy TensorRT
+calibration cache (for ``trtexec --calib`` on TensorRT <= 10) is written from the same ranges: a header line, then ``<tensor>: <scale>`` per tensor, the scale ``amax / 127`` as the 8 hex digits of its
 IEEE float32 bit pattern (big-endian, as TensorRT's calibrators write it). TensorRT's ONNX parser names its tensors
 after the ONNX tensor names, so the names are used as they are.
 """
@@ -13,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..artifacts import atomic_path, write_json
 from ..errors import ArtifactError
@@ -24,30 +29,34 @@ from ..errors import ArtifactError
 RANGES_FORMAT = "gtpt-deploy.ranges/1"
 TRT_CACHE_HEADER = "TRT-8600-EntropyCalibration2"
 INT8_MAX = 127.0
+#: Plausible |range| of one activation tensor. Measured on the GTPT-T sample (minmax, 86 crops, 202 tensors): amax from
+#: 0.072 (a Softmax output) to 102. Below 1e-6 the int8 step (amax / 127) is under 1e-8 and ONNX Runtime warns per
+#: tensor (a hand-edited 1e-30 printed 8577 lines); above 1e4 every value under amax / 254 (40) rounds to 0 - both give
+#: models of AP 0. A tensor that is constant zero on the crops would be refused too; no GTPT tensor is.
+AMAX_MIN, AMAX_MAX = 1e-6, 1e4
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a set of ranges was computed from. ``data`` is ``PersonCrops.manifest()`` (annotation sha256, image
-    ids, crop count, available boxes, seed)."""
+    """What a set of ranges was computed from (and all it depends on). ``data`` identifies the crops
+    (``calib.data.crops_manifest``: annotation sha256, held-out persons, image ids, image bytes sha256, crop count,
+    available boxes, seed). No target: the ranges are the same for both (module docstring)."""
 
     model_sha256: str
     data: Mapping[str, Any]
     method: str
-    target: str
     options: Mapping[str, Any] = field(default_factory=dict)   # method options (e.g. percentile)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "data": dict(self.data), "method": self.method,
-                "target": self.target, "options": dict(self.options)}
+                "options": dict(self.options)}
 
     def sha256(self) -> str:
         """Hash of the canonical JSON of the manifest (recorded in the INT8 model's metadata)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def mismatch(self, other: "Manifest") -> list[str]:
-        """What makes ranges computed for ``self`` unusable for ``other`` (empty: reusable). The target is not
-        compared: the same min/max serve the symmetric and the uint8 form."""
+        """What makes ranges computed for ``self`` unusable for ``other`` (empty: reusable)."""
         out = []
         if self.model_sha256 != other.model_sha256:
             out.append(f"model sha256 {self.model_sha256[:12]}.. vs {other.model_sha256[:12]}..")
@@ -95,19 +104,59 @@ def read_ranges(path: str | Path) -> Ranges:
                             f"{data.get('format') if isinstance(data, dict) else type(data).__name__}; re-run calibration")
     try:
         m = data["manifest"]
-        manifest = Manifest(m["model_sha256"], m["data"], m["method"], m["target"], m.get("options", {}))
-        tensors = {k: (float(v["min"]), float(v["max"])) for k, v in data["tensors"].items()}
+        if not all(isinstance(v, dict) for v in (m, m["data"], m.get("options", {}), data["tensors"])):
+            raise TypeError("manifest, manifest.data, manifest.options and tensors must be JSON objects")
+        manifest = Manifest(str(m["model_sha256"]), m["data"], str(m["method"]), m.get("options", {}))
+        tensors = {k: (_number(v["min"]), _number(v["max"])) for k, v in data["tensors"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ArtifactError(f"{path}: ranges file is incomplete ({type(e).__name__}: {e}); re-run calibration") from None
-    return Ranges(manifest, tensors)
+    ranges = Ranges(manifest, tensors)
+    check_ranges(ranges, str(path))
+    return ranges
 
 
-def check_reusable(ranges: Ranges, wanted: Manifest, source: str) -> None:
-    """Raise ArtifactError naming every difference when ``ranges`` were not computed for ``wanted``."""
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"expected a number, got {type(v).__name__}")
+    return float(v)
+
+
+def check_ranges(ranges: Ranges, source: str, required: Iterable[str] = (), computed: bool = False) -> None:
+    """The one check of a set of ranges (read from a file or just computed): at least one tensor, every name a
+    non-empty string, every (min, max) finite with min <= max and amax in [AMAX_MIN, AMAX_MAX], and every tensor of
+    ``required`` (what the model's weight layers need) present. ArtifactError naming the file, the tensor and what to
+    do; ``computed``: the ranges came from the model itself (a NaN there means the FP32 model produces NaN)."""
+    fix = ("check that the FP32 model gives finite outputs on the calibration images (gtpt-deploy validate)" if computed
+           else "delete the file or re-run calibrate without --ranges to recompute it (hand-edited ranges are not "
+                "usable)")
+    if not ranges.tensors:
+        raise ArtifactError(f"{source}: expected activation ranges, found no tensors; {fix}")
+    for name, (lo, hi) in ranges.tensors.items():
+        what = None
+        if not isinstance(name, str) or not name.strip():
+            what = "an empty tensor name"
+        elif not (math.isfinite(lo) and math.isfinite(hi)):
+            what = "a non-finite range"
+        elif lo > hi:
+            what = "an inverted range (min > max)"
+        elif not AMAX_MIN <= max(abs(lo), abs(hi)) <= AMAX_MAX:
+            what = f"|range| outside [{AMAX_MIN:g}, {AMAX_MAX:g}]"
+        if what is not None:
+            raise ArtifactError(f"{source}: tensor '{name}' has {what} [{lo:g}, {hi:g}]; {fix}")
+    missing = [t for t in required if t not in ranges.tensors]
+    if missing:
+        raise ArtifactError(f"{source}: expected ranges for every weight-layer tensor of the model, found none for "
+                            f"'{missing[0]}' ({len(missing)} missing; renamed or removed keys?); {fix}")
+
+
+def check_reusable(ranges: Ranges, wanted: Manifest, source: str, required: Iterable[str] = ()) -> None:
+    """Raise ArtifactError naming every difference when ``ranges`` were not computed for ``wanted``, or when they
+    lack a tensor of ``required`` (see :func:`check_ranges`)."""
     problems = ranges.manifest.mismatch(wanted)
     if problems:
         raise ArtifactError(f"ranges {source} were computed for another {'; '.join(problems)}; "
                             f"re-run calibration without reusing them (or pass --force to replace them)")
+    check_ranges(ranges, source, required)
 
 
 def scale_hex(amax: float) -> str:

@@ -27,12 +27,13 @@ from .main import echo_json, main
               help="int8: COCO keypoint file whose GT person boxes are the calibration crops.")
 @click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="int8: folder with the images of --calib-ann.")
-@click.option("--calib-num", type=click.IntRange(min=1), default=512, show_default=True, help="int8: calibration crops.")
+@click.option("--calib-num", type=click.IntRange(min=1), default=None,
+              show_default="every usable person left for calibration, at most 512", help="int8: calibration crops.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as one JSON object on stdout.")
 def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: int | None, dynamic_batch: bool,
                opset: int, no_simplify: bool, samples: Path | None, precision: str, calib_ann: Path | None,
-               calib_images: Path | None, calib_num: int, force: bool, as_json: bool) -> None:
+               calib_images: Path | None, calib_num: int | None, force: bool, as_json: bool) -> None:
     """Export a checkpoint to a simplified, self-describing ONNX with static top-k, verified against PyTorch.
 
     \b
