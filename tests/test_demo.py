@@ -11,11 +11,22 @@ from gtpt_deploy.demo import SAMPLE_CHECKPOINT, default_detector
 
 
 def test_demo_runs_end_to_end(shared, tmp_path):
+    """The demo end to end; also issue 17 item 4: INT8 is calibrated on coco_train2017_mini (not the demo persons it
+    is validated on), the demo says in one line what the sample model is and is not; and --json (issue 19)."""
+    from gtpt_deploy.demo import SAMPLE_NOTE, default_calibration
+
     assert SAMPLE_CHECKPOINT.is_file(), "the sample checkpoint models/gtpt_t_coco_sample.pth is part of the repo"
     assert default_detector() is not None, "the shared RTMDet-nano detector should be found next to the repo"
+    cal = default_calibration()
+    assert cal is not None and cal[0].name == "person_keypoints_train2017_subset.json"
     out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--threads", "1"])
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--threads", "1", "--json"])
     assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert d["calibration_ann"].endswith("person_keypoints_train2017_subset.json")
+    assert d["int8"]["eval"]["ann"].endswith("person_keypoints_train2017_subset.json")   # held-out train persons
+    assert d["passed"] is True and len(d["validation"]["rows"]) == 4
+    assert SAMPLE_NOTE in result.stderr and "NOT a general pose model" in SAMPLE_NOTE
     assert (out / "gtpt_t_coco_sample_b1.onnx").is_file()
     records = json.loads((out / "run" / "results.json").read_text())
     assert len(records) >= 8, "the detector finds persons on the bundled images"
@@ -33,3 +44,4 @@ def test_demo_runs_end_to_end(shared, tmp_path):
     assert (out / "gtpt_t_coco_sample_b1_fp16.onnx").is_file() and (out / "gtpt_t_coco_sample_b1_int8.onnx").is_file()
     assert any(line.startswith("gtpt_t_coco_sample_b1_fp16.onnx") and " fp16 " in line for line in lines)
     assert any(line.startswith("gtpt_t_coco_sample_b1_int8.onnx") and " int8 " in line for line in lines)
+

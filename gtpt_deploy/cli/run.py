@@ -81,19 +81,26 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
 @click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Person detector ONNX  [default: $GTPT_DETECTOR, else ../shared's RTMDet-nano if present]")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the pose backends.")
-def demo_cmd(out_dir: Path, checkpoint: Path | None, detector: Path | None, threads: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (the stages' lines go to stderr).")
+def demo_cmd(out_dir: Path, checkpoint: Path | None, detector: Path | None, threads: int | None,
+             as_json: bool) -> None:
     """The whole pipeline on the bundled sample: export -> run detector + pose -> validate ONNX vs PyTorch.
 
     \b
-    Uses the memorized sample checkpoint (models/gtpt_t_coco_sample.pth, a pipeline-test model, not a general
-    pose model) and the CC BY / public-domain images in demo/ (see NOTICE). Exit code 1 if an image failed or
-    the ONNX file's AP differs from PyTorch's at all (FP32 budget: dAP = 0).
+    Uses the sample checkpoint (models/gtpt_t_coco_sample.pth, a pipeline-test model trained on a few COCO
+    images, not a general pose model) and the CC BY / public-domain images in demo/ (see NOTICE). INT8 is
+    calibrated on other persons than it is validated on: COCO train2017 persons of ../shared (or
+    $GTPT_CALIB_ANN + $GTPT_CALIB_IMAGES). Exit code 1 if an image failed or a file misses its precision's budget
+    (FP32: dAP = 0).
     Examples:
       gtpt-deploy demo
-      gtpt-deploy demo --out /tmp/demo --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy demo --out /tmp/demo --detector rtmdet_nano_person/end2end.onnx --json | jq .validation
     """
     from ..demo import run_demo
 
-    result = run_demo(out_dir, checkpoint, detector, threads=threads, say=click.echo)
+    result = run_demo(out_dir, checkpoint, detector, threads=threads,
+                      say=(lambda line: click.echo(line, err=True)) if as_json else click.echo)
+    if as_json:
+        echo_json(result.to_dict())
     if not (result.run.ok and result.validation.passed):
         sys.exit(1)
