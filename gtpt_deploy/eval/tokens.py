@@ -30,6 +30,35 @@ def topk_index_outputs(model: Any) -> tuple[Any, list[str]]:
     return out, names
 
 
+def forced_topk_inputs(model: Any) -> tuple[Any, list[str]]:
+    """A copy of ``model`` whose pruning stages keep the tokens they are given instead of the ones TopK picks.
+
+    Every consumer of a TopK index tensor reads a new int64 graph input instead (the TopK nodes become dead and
+    ONNX Runtime drops them). Fed with PyTorch's recorded indices, the copy checks every op of the graph but the
+    selection itself - export uses it on near-tie inputs, where the two runtimes may legitimately keep different
+    tokens.
+
+    Returns:
+        (copy, names): the new inputs, one per pruning stage in graph order, each (B, ..., k) int64.
+    """
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    stages = [n.output[1] for n in out.graph.node if n.op_type == "TopK" and len(n.output) > 1]
+    names = [f"kept_tokens_{i}" for i in range(len(stages))]
+    rename = dict(zip(stages, names))
+    for node in out.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    for o in out.graph.output:
+        if o.name in rename:
+            raise ValueError(f"forced_topk_inputs: TopK indices {o.name} are a graph output; pass the model itself")
+    out.graph.input.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names)
+    return out, names
+
+
 def kept_token_agreement(base: Sequence[np.ndarray], cand: Sequence[np.ndarray]) -> tuple[float, ...]:
     """Per stage: the mean fraction of the baseline's kept tokens that the candidate keeps too.
 
