@@ -71,10 +71,14 @@ def test_a_near_tie_is_still_checked_with_pytorchs_tokens(crops):
     assert "near-tie at stage 'plain'" in case.failure() and "kept tokens forced" in case.failure()
 
 
-def _change_weight(graph: onnx.ModelProto, name: str, scale: float = 1.05) -> None:
+def _change_weight(graph: onnx.ModelProto, name: str, everywhere: bool = False) -> None:
+    """Change one element of weight ``name`` by 5 % + 0.05, or (``everywhere``) every element by ~50 % noise."""
     init = next(i for i in graph.graph.initializer if i.name == name)
     w = numpy_helper.to_array(init).copy()
-    w.flat[0] = w.flat[0] * scale + 0.05
+    if everywhere:
+        w += 0.5 * w.std() * np.random.default_rng(0).standard_normal(w.shape).astype(w.dtype)
+    else:
+        w.flat[0] = w.flat[0] * 1.05 + 0.05
     init.CopyFrom(numpy_helper.from_array(w, name))
 
 
@@ -97,10 +101,9 @@ def test_one_changed_weight_after_pruning_fails_strictly(seed0_t_checkpoint, cro
 def test_one_changed_weight_before_pruning_fails_at_its_stage(seed0_t_checkpoint, crops):
     net = create_model(checkpoint=seed0_t_checkpoint)
     graph = _torch_export(net, 1, 17)
-    _change_weight(graph, _matmul_weights(graph)[0], scale=40.0)
+    _change_weight(graph, _matmul_weights(graph)[0], everywhere=True)
     cases = check_parity(net, graph.SerializeToString(), *crops, 1)
     assert not any(c.passed for c in cases)
-    # the stage is the first one whose kept tokens differ (here the projection changes the later stages' scores)
     assert re.search(r"kept tokens first differ at stage '(plain|transition|group)[^']*', where PyTorch's top-k "
                      r"boundary gap \S+ \(largest \|score\| \S+\) is no near-tie", cases[0].failure())
 
@@ -122,7 +125,7 @@ def test_export_refuses_a_real_mismatch_naming_the_stage(seed0_t_checkpoint, tmp
 
     def broken(net, batch, opset):
         graph = real_export(net, batch, opset)
-        _change_weight(graph, _matmul_weights(graph)[0], scale=40.0)
+        _change_weight(graph, _matmul_weights(graph)[0], everywhere=True)
         return graph
 
     monkeypatch.setattr(ex, "_torch_export", broken)
@@ -135,3 +138,32 @@ def test_stage_names_follow_the_topk_nodes():
     assert stage_names(create_model("gtpt_t_coco").cfg) == ["plain", "transition", "group"]
     assert stage_names(create_model("gtpt_t_wholebody").cfg) == [
         "plain", "transition0", "transition1", "transition2", "group0", "group1", "group2"]
+
+
+def test_kept_tokens_compare_as_token_ids_not_positions():
+    """Two runtimes that keep the same plain-stage set in another (score) order index the transition stage
+    differently for the same tokens: compared as image-token ids they agree. (Positional comparison flagged the
+    random-weight whole-body export of tests/test_export.py as a mismatch at 'group1'.)"""
+    from gtpt_deploy.export.parity import token_ids
+
+    torch_side = [np.array([[5, 3, 9, 1]]), np.array([[[0, 1], [2, 3], [1, 2]]]), np.array([[[1], [0], [1]]])]
+    ort_side = [np.array([[3, 5, 9, 1]]), np.array([[[1, 0], [2, 3], [2, 0]]]), np.array([[[1], [0], [0]]])]
+    stages = ["plain", "transition", "group"]
+    for a, b in zip(token_ids(torch_side, stages), token_ids(ort_side, stages)):
+        assert [set(r) for r in a.reshape(-1, a.shape[-1]).tolist()] == \
+            [set(r) for r in b.reshape(-1, b.shape[-1]).tolist()]
+    assert token_ids(torch_side, stages)[2].tolist() == [[[3], [9], [9]]]
+
+
+def test_an_argmax_swap_between_tied_bins_is_an_output_near_tie():
+    from gtpt_deploy.export.parity import _argmax_tie
+
+    ref = np.zeros((1, 2, 6), np.float32)
+    ref[0, 0, 2], ref[0, 0, 4] = 3.0, 3.0 - 5e-5          # bins 2 and 4 within 2 x 1e-4: may swap
+    ref[0, 1, 1] = 2.0
+    got = ref.copy()
+    got[0, 0, 4] += 6e-5
+    assert _argmax_tie(0, (ref,), (got,)) == ("output argmax", pytest.approx(5e-5, rel=1e-2), 3.0)
+    far = ref.copy()
+    far[0, 1, 5] = 2.0 + 1e-5                             # bin 5 was 2.0 below bin 1 in PyTorch: a real change
+    assert _argmax_tie(0, (ref,), (far,)) is None

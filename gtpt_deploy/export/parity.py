@@ -5,12 +5,16 @@ best dropped one) is within float32 noise, PyTorch and ONNX Runtime may keep dif
 that stage differs - a property of the input, not a defect of the export. So each sample is classed by its kept
 tokens (PyTorch's recorded ``topk_indices`` calls vs the graph's TopK index outputs, exposed on an in-memory copy):
 
-* same sets at every stage: the strict check (max |diff| <= 1e-4, 100 % argmax agreement) applies as-is;
+* same sets at every stage (compared as image-token ids, :func:`token_ids`): the strict check (max |diff| <= 1e-4, 100 % argmax agreement) applies as-is;
 * sets first differ at a stage whose boundary gap is <= ``TIE_RTOL`` x the row's largest |score|: a **near-tie**.
   It is reported (sample, stage, gap) and checked strictly on a copy of the graph that keeps PyTorch's tokens
   (``eval.tokens.forced_topk_inputs``), so every op but the selection itself is still verified. Random inputs that
   hit one are replaced by further seeded draws, so as many samples are strict-checked as-is as before;
 * sets differ with a wider gap, or a stage keeps another number of tokens: a real mismatch, named by its stage.
+
+The SimCC argmax has ties of its own: on random inputs the logits are flat, and two bins within 1e-5 of each other
+swap under float noise. A sample with the same kept tokens and logits within MAX_ABS_DIFF whose only argmax
+differences are between bins PyTorch scores within 2 x MAX_ABS_DIFF is an "output argmax" near-tie, treated alike.
 """
 
 from __future__ import annotations
@@ -155,13 +159,20 @@ class TieAwareParity:
             scores = [c[0].cpu().numpy() for c in calls]
             kept = [c[1].cpu().numpy().astype(np.int64) for c in calls]
             samples = [self._compare(int(i), j, ref, got[:2]) for j, i in enumerate(rows)]
+            mine, theirs = kept, list(got[2:])
+            if [k.shape for k in mine] == [k.shape for k in theirs] and len(mine) == len(self.stages):
+                mine, theirs = token_ids(mine, self.stages), token_ids(theirs, self.stages)
             for j, s in enumerate(samples):
-                s.tie, s.mismatch = self._classify(j, scores, kept, got[2:])
-            if any(s.tie for s in samples):
+                s.tie, s.mismatch = self._classify(j, scores, mine, theirs)
+                if s.tie is None and s.mismatch is None and s.agree < s.total and s.max_abs_diff <= MAX_ABS_DIFF:
+                    s.tie = _argmax_tie(j, ref, got[:2])
+                    if s.tie is not None:                # every other decision agrees (see _argmax_tie)
+                        s.forced = (s.max_abs_diff, s.total)
+            if any(s.tie and s.forced is None for s in samples):
                 session, names = self._forced_session()
                 forced = session.run(["simcc_x", "simcc_y"], {self._input: chunk, **dict(zip(names, kept))})
                 for j, s in enumerate(samples):
-                    if s.tie:
+                    if s.tie and s.forced is None:
                         f = self._compare(s.index, j, ref, forced)
                         s.forced = (f.max_abs_diff, f.agree)
             out.extend(samples)
@@ -189,7 +200,7 @@ class TieAwareParity:
             if t.shape != o.shape:
                 return None, (f"kept tokens first differ at stage '{name}': PyTorch keeps {t.shape[-1]} tokens "
                               f"per row, the graph {o.shape[-1]} (a wrong top-k k)")
-            rows = [r for r in range(len(t)) if set(t[r].tolist()) != set(o[r].tolist())]
+            rows = [r for r in range(len(t)) if set(t[r].tolist()) != set(o[r].tolist())]   # token ids: order-free
             if not rows:
                 continue
             sc = score[j].reshape(-1, score.shape[-1]).astype(np.float64)
@@ -220,6 +231,45 @@ class TieAwareParity:
             redrawn += len(extra)
             results += more
         return _aggregate(label, batch, results, redrawn)
+
+
+def _argmax_tie(j: int, ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[str, float, float] | None:
+    """An output near-tie of sample ``j`` (same kept tokens, logits within MAX_ABS_DIFF): every SimCC argmax that
+    differs does so between two bins whose PyTorch logits are within 2 x MAX_ABS_DIFF - a difference the strict
+    check accepts on each logit can swap them. ("output argmax", widest such gap, largest |logit|), else None."""
+    widest, mag = 0.0, 0.0
+    for r, c in zip(ref, got):
+        t, o = r[j].argmax(-1), c[j].argmax(-1)
+        for kp in np.flatnonzero(t != o):
+            gap = float(r[j][kp, t[kp]] - r[j][kp, o[kp]])
+            if gap > 2 * MAX_ABS_DIFF:
+                return None
+            widest, mag = max(widest, gap), max(mag, float(np.abs(r[j][kp]).max()))
+    return "output argmax", widest, mag
+
+
+def token_ids(kept: Sequence[np.ndarray], stages: Sequence[str]) -> list[np.ndarray]:
+    """Kept indices per stage -> the kept tokens' positions among the 256 image tokens, per stage.
+
+    A stage's indices point into the token sequence its parent stage kept, in the parent's (score-sorted) order;
+    two runtimes that keep the same set there in another order give different indices for the same tokens. Parents:
+    ``plain`` for the transition stages, ``transitionN`` / ``transition`` for ``groupN`` / ``group``.
+    """
+    ids: dict[str, np.ndarray] = {}
+    out = []
+    for name, idx in zip(stages, kept):
+        idx = np.asarray(idx)
+        parent = None if name == "plain" else ids.get("plain") if name.startswith("transition") else \
+            ids.get(name.replace("group", "transition"))
+        if parent is None:
+            mapped = idx
+        else:
+            if parent.ndim < idx.ndim:                  # COCO transition: 3 groups pick from one plain sequence
+                parent = np.broadcast_to(parent[:, None], (*idx.shape[:-1], parent.shape[-1]))
+            mapped = np.take_along_axis(parent, idx, axis=-1)
+        ids[name] = mapped
+        out.append(mapped)
+    return out
 
 
 def describe_near_ties(ties: Sequence[NearTie]) -> str:
