@@ -206,7 +206,7 @@ class TieAwareParity:
             sc = score[j].reshape(-1, score.shape[-1]).astype(np.float64)
             gaps = [(_gap(sc[r], t.shape[-1]), float(np.abs(sc[r]).max()), r) for r in rows]
             gap, mag, r = max(gaps, key=lambda g: g[0] / max(g[1], 1e-30))   # the least tie-like differing row
-            label = name if len(t) == 1 else f"{name} group {r}"
+            label = name if len(t) == 1 else f"{name} (keypoint group {r})"
             if gap <= TIE_RTOL * mag:
                 return (label, gap, mag), None
             return None, (f"kept tokens first differ at stage '{label}', where PyTorch's top-k boundary gap "
