@@ -256,7 +256,8 @@ def describe_near_ties(ties: Sequence[NearTie]) -> str:
     for t in ties:
         stages[t.stage] = stages.get(t.stage, 0) + 1
     widest = max(ties, key=lambda t: t.gap / max(t.score, 1e-30))
-    return (f"near-ties (kept tokens differ where PyTorch's top-k gap <= {TIE_RTOL:.1e} x |score|): {len(ties)} "
+    return (f"near-ties (other kept tokens where PyTorch's top-k gap <= {TIE_RTOL:.1e} x |score|, or other argmax "
+            f"bins within {2 * MAX_ABS_DIFF:g}): {len(ties)} "
             f"samples, at {', '.join(f'{k} x{v}' for k, v in stages.items())}; widest gap {widest.gap:.1e} at score "
             f"{widest.score:.3g}; with PyTorch's kept tokens: max |diff| "
             f"{max(t.forced_max_abs_diff for t in ties):.2e}, argmax agreement "
