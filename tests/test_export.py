@@ -204,9 +204,9 @@ def test_existing_output_needs_force(seed0_t_checkpoint, tmp_path, monkeypatch):
 
 
 def test_parity_failure_leaves_nothing(seed0_t_checkpoint, samples, tmp_path, monkeypatch):
-    import gtpt_deploy.export.onnx as ex
+    import gtpt_deploy.export.parity as parity
 
-    monkeypatch.setattr(ex, "MAX_ABS_DIFF", 0.0)           # any round-off now fails the check
+    monkeypatch.setattr(parity, "MAX_ABS_DIFF", 0.0)       # any round-off now fails the check
     out = tmp_path / "new" / "deeper" / "a.onnx"
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_onnx(seed0_t_checkpoint, output=out, samples=samples)

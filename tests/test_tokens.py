@@ -39,3 +39,13 @@ def test_broken_baseline_is_an_error_not_within_budget():
         _check_baseline([_row(float("nan"), 1.0), _row(0.8, 0.9)])
     with pytest.raises(GtptError, match="agrees with no candidate"):
         _check_baseline([_row(0.8, 1.0), _row(0.1, 0.0), _row(0.1, 0.0)])
+
+
+def test_kept_token_agreement_of_gtpt_stages_compares_token_ids():
+    """Later stages index their parent's score-sorted sequence: the same plain-stage set in another order must not
+    read as different transition/group tokens (validate's INT8 row read 0.71 / 0.66 for the sample that way)."""
+    base = [np.array([[5, 3, 9, 1]]), np.array([[[0, 1], [2, 3], [1, 2]]]), np.array([[[1], [0], [1]]])]
+    cand = [np.array([[3, 5, 9, 1]]), np.array([[[1, 0], [2, 3], [2, 0]]]), np.array([[[1], [0], [0]]])]
+    assert kept_token_agreement(base, cand) == pytest.approx((1.0, 1.0, 1.0))
+    other = [cand[0], np.array([[[1, 0], [2, 3], [2, 3]]]), cand[2]]       # row 2 keeps token 1 instead of 3
+    assert kept_token_agreement(base, other)[1] == pytest.approx((1 + 1 + 0.5) / 3)

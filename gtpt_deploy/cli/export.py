@@ -38,7 +38,8 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
 
     \b
     The file is kept only if onnx.checker passes and ONNX Runtime matches PyTorch on person crops and random inputs
-    (max |logit diff| <= 1e-4, 100% argmax agreement); the report is printed and written next to it (.json).
+    (max |logit diff| <= 1e-4, 100% argmax agreement where both keep the same tokens; top-k near-ties are reported
+    and checked with PyTorch's tokens); the report is printed and written next to it (.json, "near_ties").
     Examples:
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth
       gtpt-deploy export --checkpoint models/gtpt_b_wholebody.pth --batch 8 --output export/b_wb_b8.onnx

@@ -1,8 +1,9 @@
-"""Which tokens a PyTorch GTPT keeps at each pruning stage (the torch side of validate's pruning-aware parity).
+"""Which tokens a PyTorch GTPT keeps at each pruning stage (the torch side of validate's pruning-aware parity and
+of export's tie-aware parity).
 
-Every pruning step of :mod:`.gtpt` goes through ``topk_indices``; while :func:`record_kept_tokens` runs, that name is
-wrapped so each call's indices are recorded, in call (= stage) order, the same order as the TopK nodes of the
-exported graph.
+Every pruning step of :mod:`.gtpt` goes through ``topk_indices``; while :func:`recording_topk` is active, that name is
+wrapped so each call's scores and indices are recorded, in call (= stage) order, the same order as the TopK nodes of
+the exported graph.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from . import gtpt
 
 
 @contextlib.contextmanager
-def _recording() -> Iterator[list[torch.Tensor]]:
-    calls: list[torch.Tensor] = []
+def recording_topk() -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """While active, every pruning step's ``(score (B,...,n) float32, indices (B,...,k) int64)`` is appended to the
+    yielded list in call (= stage) order. Export's tie-aware parity needs the scores for the top-k boundary gap."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = gtpt.topk_indices
 
     def recorded(score: torch.Tensor, k: int) -> torch.Tensor:
         idx = original(score, k)
-        calls.append(idx.detach())
+        calls.append((score.detach(), idx.detach()))
         return idx
 
     gtpt.topk_indices = recorded
@@ -38,10 +41,10 @@ def record_kept_tokens(model: torch.nn.Module, crops: np.ndarray, batch: int = 1
     """Run ``model`` on float32 (N, 3, H, W) crops -> one int64 array (N, ..., k) of kept token indices per stage."""
     per_stage: list[list[np.ndarray]] = []
     for s in range(0, len(crops), batch):
-        with _recording() as calls:
+        with recording_topk() as calls:
             model(torch.from_numpy(np.ascontiguousarray(crops[s:s + batch], np.float32)))
         if not per_stage:
             per_stage = [[] for _ in calls]
-        for store, idx in zip(per_stage, calls):
+        for store, (_, idx) in zip(per_stage, calls):
             store.append(idx.cpu().numpy().astype(np.int64))
     return [np.concatenate(parts) for parts in per_stage]
