@@ -60,7 +60,7 @@ def test_gpu_check_without_tensorrt_checks_the_pytorch_path_and_says_what_it_ski
     assert rc == 0, report
     (row,) = report["rows"]
     assert row["precision"] == "torch eager (cpu)" and row["vs_torch"]["argmax_agreement"] == 1.0
-    assert row["AP"]["delta"] == 0.0
+    assert row["AP"].startswith("not measured")   # validate refuses a file against itself on one device
     assert len(report["skipped"]) == 1 and "TensorRT engines" in report["skipped"][0]
     assert "tensorrt" in report["skipped"][0] and "gtpt-deploy[tensorrt]" in report["skipped"][0]
 

@@ -153,3 +153,18 @@ def test_engine_sidecar_links_the_engine_to_its_onnx(fake_trt, tmp_path):
     assert kind == "derived" and "made from the baseline" in why
     unrelated = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None, seed=2)
     assert relation(provenance(unrelated, read_onnx_meta(unrelated)), provenance(engine, meta))[0] == "unknown"
+
+
+
+def test_one_checkpoint_on_two_devices_is_a_device_check_not_a_self_comparison(monkeypatch, tmp_path):
+    """gpu_check validates a .pth on CUDA against the same .pth on the CPU: allowed; on one device it is refused."""
+    import gtpt_deploy.eval.validate as v
+    from gtpt_deploy.errors import GtptError
+
+    sample = Path(__file__).resolve().parents[1] / "models" / "gtpt_t_coco_sample.pth"
+    ann = Path(__file__).resolve().parents[1] / "demo" / "person_keypoints_demo.json"
+    for baseline_device, device, refused in (("cpu", "cuda", False), (None, "cuda", True), ("cpu", "cpu", True),
+                                             (None, None, True)):
+        with pytest.raises(GtptError) as err:   # a missing image folder ends it right after the check
+            v.validate(sample, [sample], ann, tmp_path / "no_images", device=device, baseline_device=baseline_device)
+        assert ("certifies nothing" in str(err.value)) == refused, (baseline_device, device, str(err.value))

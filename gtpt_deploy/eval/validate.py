@@ -182,7 +182,10 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
             raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {value}")
     gt = load_annotations(ann)
     check_layouts([baseline, *candidates], gt, ann)    # before any inference: a wrong pair fails in seconds
-    refuse_self_comparison(baseline, candidates)
+    if (baseline_device if baseline_device is not None else device) == device:
+        # the same file on the same device certifies nothing; on two devices (a CPU baseline and a CUDA candidate
+        # of one checkpoint) it is the device parity check gpu_check runs
+        refuse_self_comparison(baseline, candidates)
     images = Path(images)
     if not images.is_dir():
         raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
