@@ -32,7 +32,8 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @click.option("--device", "devices", multiple=True,
               help="cpu / cuda[:N] once for all artifacts, or once per artifact in order.")
 @click.option("--provider", "providers", multiple=True,
-              help="ONNX Runtime provider (cpu / cuda / tensorrt), once for all or once per artifact.")
+              help="How .onnx files run: cpu / cuda / tensorrt (ONNX Runtime) or openvino[:f32|:bf16], once for "
+                   "all or once per artifact.")
 @click.option("--torch-compile", is_flag=True,
               help="Also time torch.compile (inductor, freezing) of each .pth; its compile time is the 1st call.")
 @click.option("--spin/--no-spin", default=None,
@@ -59,6 +60,7 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
     """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
 
     \b
+    Each artifact runs in its own worker process (one computing at a time), so no backend slows another.
     Interleaved rounds (A B C A B C ...) so that a busy machine slows all alike; per artifact and batch: median,
     p90 and min ms per call, ms per crop, crops/s and the speed relative to the first artifact. The header and
     the JSON name the CPU (and its AVX2 / AVX-512 VNNI flags), GPUs, threads, load average and whether idle

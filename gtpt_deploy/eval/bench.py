@@ -1,16 +1,17 @@
 """``bench``: latency and throughput of any artifacts side by side, on the same real person crops.
 
 Every artifact (a ``.pth`` in PyTorch eager and optionally ``torch.compile``, ``.onnx`` FP32/FP16/INT8 in ONNX
-Runtime, ``.engine`` in TensorRT: whatever ``create_runner`` opens) is activated once; then, per batch size, each
-runs ``warmup`` calls and ``rounds`` interleaved rounds (A B C A B C ...), one call per artifact per round, so a slow
-drift of a shared machine hits all of them alike. Times are the runners' own per-call times (backend call only).
-No torch import here (the torch runners import it when a checkpoint is benchmarked).
+Runtime or OpenVINO, ``.engine`` in TensorRT: whatever ``create_runner`` opens) is activated once, each in its own
+worker process (eval/bench_worker.py: one backend's threads and allocator state cannot slow another's, as
+torch.compile did to ONNX Runtime); then, per batch size, each runs ``warmup`` calls and ``rounds`` interleaved
+rounds (A B C A B C ...), one call per artifact per round and one artifact computing at a time, so a slow drift of a
+shared machine hits all of them alike. Times are the runners' own per-call times (backend call only).
+No torch import here (the workers import what their backend needs).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,8 +19,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import GtptError
-from ..runners import backends_for, create_runner
+from ..runners import backends_for
 from ..threads import apply_thread_policy
+from . import bench_worker
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 #: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
@@ -40,6 +42,10 @@ class BenchEntry:
         return Path(self.artifact).name + (f" [{self.backend}]" if self.backend else "")
 
 
+#: how artifacts are kept from disturbing each other (the report header states it)
+ISOLATION = "each artifact in its own worker process (spawned fresh), one call at a time, rounds interleaved"
+
+
 @dataclass
 class BenchRow:
     """One artifact at one batch size. Times in milliseconds per call of ``batch`` crops.
@@ -47,6 +53,7 @@ class BenchRow:
     ``vs_first``: the first artifact's median / this median at the same batch (>1: faster than the first).
     ``first_call_ms``: the first warm-up call (includes compilation for torch.compile, lazy init elsewhere).
     ``skipped``: why this batch was not timed (e.g. an ONNX file with another static batch); times are then None.
+    ``pid``: the worker process that ran the artifact (each artifact has its own).
     """
 
     label: str
@@ -63,6 +70,7 @@ class BenchRow:
     first_call_ms: float | None = None
     load_s: float | None = None
     skipped: str | None = None
+    pid: int | None = None
 
 
 @dataclass
@@ -78,6 +86,7 @@ class BenchReport:
     batches: list[int]
     crops: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    isolation: str = ISOLATION
 
     def to_dict(self) -> dict[str, Any]:
         return report_dict(self)
@@ -87,7 +96,7 @@ class BenchReport:
         lines = [machine_line(self.machine, self.load_average_end),
                  f"threads {self.threads or 'backend default'}; {self.rounds} interleaved rounds after "
                  f"{self.warmup} warm-up calls; crops: {self.crops.get('source', '?')} ({self.crops.get('count')} "
-                 f"persons)"]
+                 f"persons)", f"isolation: {self.isolation}"]
         lines += [f"note: {n}" for n in self.notes]
         width = max([len(r.label) for r in self.rows] + [8])
         head = (f"{'artifact':<{width}}  {'batch':>5}  {'median ms':>9}  {'p90 ms':>8}  {'min ms':>8}  "
@@ -136,14 +145,6 @@ def bench_entries(artifacts: Sequence[str | Path], torch_compile: bool = False,
     return out
 
 
-def _open(entry: BenchEntry, threads: int | None) -> Any:
-    options: dict[str, Any] = {"threads": threads}
-    for key in ("backend", "device", "provider"):
-        if getattr(entry, key) is not None:
-            options[key] = getattr(entry, key)
-    return create_runner(entry.artifact, **options)
-
-
 def tile_crops(crops: np.ndarray, batch: int) -> np.ndarray:
     """float32 (N, 3, H, W) -> exactly ``batch`` crops (the first ones, repeated in order when N < batch)."""
     reps = -(-batch // len(crops))
@@ -151,7 +152,8 @@ def tile_crops(crops: np.ndarray, batch: int) -> np.ndarray:
 
 
 def apply_policy(spin: bool | None) -> list[str]:
-    """Set the idle-thread policy for this benchmark; notes when it may not reach a library already started."""
+    """Set the idle-thread policy for this benchmark (the environment the workers inherit, and this process);
+    notes when it may not reach a library already started here (pipeline mode runs in this process)."""
     if spin is None:
         apply_thread_policy()
         return []
@@ -198,26 +200,25 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
     crop_sets: dict[tuple[int, int], np.ndarray] = {}
     crop_info: dict[str, Any] = {}
 
-    runners, rows_by_entry = [], []
+    workers: list[Any] = []
+    opened = []
     try:
         for entry in entries:
-            say(f"loading {entry.label}")
-            t0 = time.perf_counter()
-            runner = _open(entry, threads)
-            runner.activate()
-            runners.append(runner)
-            load_s = time.perf_counter() - t0
-            size = (int(runner.meta.input_size[0]), int(runner.meta.input_size[1]))
+            say(f"loading {entry.label} (own worker process)")
+            worker = bench_worker.start_worker(entry, threads)
+            workers.append(worker)
+            info = worker.open()
+            size = tuple(info.input_size)
             if size not in crop_sets:
                 pc = person_crops(ann, images, num=num_crops, input_size=size)
                 crop_sets[size] = pc.crops
                 crop_info = {"source": str(ann), "count": len(pc), "ann_sha256": pc.ann_sha256,
                              "image_ids": sorted({int(i) for i in pc.image_ids})}
-            rows_by_entry.append((entry, runner, size, load_s))
-        rows = _time_all(rows_by_entry, crop_sets, batches, rounds, warmup, say)
+            opened.append((entry, worker, info))
+        rows = _time_all(opened, crop_sets, batches, rounds, warmup, say)
     finally:
-        for runner in runners:
-            runner.deactivate()
+        for worker in workers:
+            worker.close()
     end = load_average()
     return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
                        warmup=warmup, batches=batches, crops=crop_info, notes=notes)
@@ -225,34 +226,32 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
 
 def _time_all(opened: list, crop_sets: dict, batches: list[int], rounds: int, warmup: int,
               say: Callable[[str], None]) -> list[BenchRow]:
+    """opened: (entry, worker, bench_worker.Opened) per artifact -> rows per (artifact, batch)."""
     rows: dict[tuple[int, int], BenchRow] = {}
     for b in batches:
         active = []
-        for i, (entry, runner, size, load_s) in enumerate(opened):
-            row = BenchRow(entry.label, entry.artifact, runner.description, b, load_s=round(load_s, 3))
+        for i, (entry, worker, info) in enumerate(opened):
+            row = BenchRow(entry.label, entry.artifact, info.description, b, load_s=round(info.load_s, 3),
+                           pid=info.pid)
             rows[i, b] = row
-            static = runner.static_batch
-            if static is not None and static != b:
-                row.skipped = f"static batch {static}"
+            if info.static_batch is not None and info.static_batch != b:
+                row.skipped = f"static batch {info.static_batch}"
                 continue
-            x = tile_crops(crop_sets[size], b)
+            worker.set_batch(tile_crops(crop_sets[tuple(info.input_size)], b))
             say(f"batch {b}: warming up {entry.label}")
-            for w in range(max(warmup, 1)):  # the first call is always made (and reported): compile / lazy init
-                runner.infer(x)
-                if w == 0:
-                    row.first_call_ms = round(runner.times[-1] * 1e3, 3)
-            active.append((runner, x, []))
+            # the first call is always made (and reported): compile / lazy init
+            row.first_call_ms = round(worker.infer(max(warmup, 1))[0] * 1e3, 3)
+            active.append((worker, []))
         say(f"batch {b}: {rounds} interleaved rounds over {len(active)} artifact(s)")
         for _ in range(rounds):
-            for runner, x, times in active:
-                runner.infer(x)
-                times.append(runner.times[-1])
+            for worker, times in active:
+                times.extend(worker.infer(1))
         it = iter(active)
         for i in range(len(opened)):
             row = rows[i, b]
             if row.skipped:
                 continue
-            _, _, times = next(it)
+            _, times = next(it)
             ms = np.asarray(times) * 1e3
             row.runs, row.median_ms = len(ms), float(np.median(ms))
             row.p90_ms, row.min_ms = float(np.percentile(ms, 90)), float(ms.min())

@@ -32,7 +32,8 @@ DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 mu
 #: per-precision default budgets (0-1 AP) of a candidate, by the precision its runner computes in (``gtpt.precision``
 #: of the file, or ``bf16`` for a float file run by OpenVINO at bf16); ``max_ap_drop`` overrides them. bf16 (8-bit
 #: mantissa, between FP16's 11 and INT8) gets 0.003: measured -0.0010 on the COCO sample (57 images, GT boxes) and
-#: BF16_WB on the whole-body sample, with argmax agreement ~0.82 (benchmarks/README.md, "bf16 budget").
+#: -0.0016 on the whole-body sample (5 images, 24 persons): about 2x the worst drop seen, argmax agreement 0.82-0.86
+#: (benchmarks/README.md, "bf16 budget").
 DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "bf16": 0.003, "int8": DEFAULT_MAX_AP_DROP}
 
 
