@@ -132,3 +132,32 @@ def test_missing_openvino_is_an_install_hint(fake_dyn, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", block)
     with pytest.raises(GtptError, match=r"pip install 'gtpt-deploy\[openvino\]'"):
         create_runner(fake_dyn, provider="openvino").activate()
+
+
+def test_ship_times_each_file_on_each_cpu_backend_and_names_the_fastest_within_budget(sample_onnx):
+    from gtpt_deploy.eval.bench import bench
+    from gtpt_deploy.eval.ship import cpu_providers
+
+    report = bench([sample_onnx], batches=(1,), rounds=1, warmup=0, threads=1, ann=DEMO_ANN, ship=True)
+    labels = [r.label for r in report.rows]
+    assert labels == [f"{sample_onnx.name} [{p}]" for p in cpu_providers()] and "openvino:f32" in labels[1]
+    assert set(report.accuracy) == set(labels) and report.accuracy[labels[0]]["delta_AP"] == 0
+    assert report.verdict.startswith("ship on this CPU (batch 1): ") and "budget" in report.verdict
+    assert report.verdict in report.format_lines()
+
+
+def test_ship_verdict_skips_faster_artifacts_over_their_budget():
+    from gtpt_deploy.eval.bench import BenchRow
+    from gtpt_deploy.eval.ship import verdict
+
+    rows = [BenchRow("a [cpu]", "a", "ort", 8, median_ms=80.0, ms_per_crop=10.0),
+            BenchRow("a [openvino:bf16]", "a", "ov", 8, median_ms=40.0, ms_per_crop=5.0),
+            BenchRow("q [cpu]", "q", "ort", 8, median_ms=60.0, ms_per_crop=7.5),
+            BenchRow("a [cpu]", "a", "ort", 1, median_ms=9.0, ms_per_crop=9.0)]
+    acc = {"a [cpu]": {"within_budget": True, "delta_AP": 0.0, "precision": "fp32", "budget": 0.0},
+           "a [openvino:bf16]": {"within_budget": False, "delta_AP": -0.01, "precision": "bf16", "budget": 0.003},
+           "q [cpu]": {"within_budget": True, "delta_AP": -0.002, "precision": "int8", "budget": 0.005}}
+    v = verdict(rows, acc)
+    assert (v.batch, v.label, v.ms_per_crop) == (8, "q [cpu]", 7.5) and "1.33x a [cpu]" in v.reason
+    assert verdict(rows, None).label == "a [openvino:bf16]"  # without --ann: fastest, and it says AP was not checked
+    assert "pass --ann" in verdict(rows, None).line()

@@ -52,11 +52,14 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @click.option("--concurrency", default=None, metavar="1,4,16",
               help="Client-side mode for one artifact (e.g. triton://HOST:PORT/NAME): crops/s, p50/p90 per number "
                    "of concurrent clients (48 requests of --batch crops per level).")
+@click.option("--ship", is_flag=True,
+              help="Which file to ship on this CPU: each .onnx with ONNX Runtime and OpenVINO (f32; bf16 where the "
+                   "CPU has it), with AP deltas and budgets when --ann is given; ends with the fastest within budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
               devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,
               ann: Path | None, crop_images: Path | None, images: Path | None, detector: Path | None,
-              boxes: str | None, no_flip: bool, concurrency: str | None, as_json: bool) -> None:
+              boxes: str | None, no_flip: bool, concurrency: str | None, ship: bool, as_json: bool) -> None:
     """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
 
     \b
@@ -72,8 +75,11 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
       gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
       gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
       gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
+      gtpt-deploy bench t_dyn.onnx t_dyn_fp16.onnx t_dyn_int8.onnx --ship --ann val.json --threads 1
     """
     say = (lambda line: click.echo(line, err=True))
+    if ship and (images is not None or concurrency is not None):
+        raise GtptError("--ship times .onnx files on person crops; leave out --images and --concurrency")
     if concurrency is not None:
         if len(artifacts) != 1 or images is not None:
             raise GtptError("--concurrency times one artifact on person crops; pass one ARTIFACT and no --images")
@@ -99,7 +105,7 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
 
         report = bench(artifacts, batches=batches, threads=threads, rounds=rounds or 20, warmup=warmup,
                        device=list(devices) or None, provider=list(providers) or None, torch_compile=torch_compile,
-                       spin=spin, ann=ann, images=crop_images, progress=say)
+                       spin=spin, ann=ann, images=crop_images, progress=say, ship=ship)
     if as_json:
         echo_json(report.to_dict())
     else:

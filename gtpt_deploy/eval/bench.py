@@ -39,7 +39,8 @@ class BenchEntry:
 
     @property
     def label(self) -> str:
-        return Path(self.artifact).name + (f" [{self.backend}]" if self.backend else "")
+        where = [v for v in (self.backend, self.provider) if v]  # runner choices tell rows of one file apart
+        return Path(self.artifact).name + "".join(f" [{v}]" for v in where)
 
 
 #: how artifacts are kept from disturbing each other (the report header states it)
@@ -87,6 +88,8 @@ class BenchReport:
     crops: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     isolation: str = ISOLATION
+    accuracy: dict[str, dict[str, Any]] | None = None   # --ship with --ann: per label AP, delta_AP, budget, ...
+    verdict: str | None = None                          # --ship: which artifact to ship on this CPU
 
     def to_dict(self) -> dict[str, Any]:
         return report_dict(self)
@@ -112,6 +115,14 @@ class BenchReport:
                          f"{r.ms_per_crop:8.2f}  {r.crops_per_s:8.1f}  {ratio:>7}  {first:>9}")
         runners = {r.label: r.runner for r in self.rows if r.runner}
         lines += [f"  {label}: {desc}" for label, desc in runners.items()]
+        if self.accuracy:
+            first = next(iter(self.accuracy))
+            lines.append(f"COCO AP (GT boxes, flip test) vs {first}:")
+            lines += [f"  {label}: AP {a['AP']:.4f}  dAP {a['delta_AP']:+.4f}  {a['precision']} budget "
+                      f"{a['budget']:.4f}  {'ok' if a['within_budget'] else 'OVER'}"
+                      for label, a in self.accuracy.items()]
+        if self.verdict:
+            lines.append(self.verdict)
         return lines
 
 
@@ -168,7 +179,8 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
           rounds: int = 20, warmup: int = 3, device: str | Sequence[str | None] | None = None,
           provider: str | Sequence[str | None] | None = None, torch_compile: bool = False,
           spin: bool | None = None, ann: str | Path | None = None, images: str | Path | None = None,
-          num_crops: int | None = None, progress: Callable[[str], None] | None = None) -> BenchReport:
+          num_crops: int | None = None, progress: Callable[[str], None] | None = None,
+          ship: bool = False) -> BenchReport:
     """Time artifacts side by side on the same person crops.
 
     Args:
@@ -183,6 +195,9 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
         ann, images: COCO keypoint file whose GT person boxes give the crops (default: the bundled demo) and its
             image folder (default: ``images/`` beside it); num_crops: how many (None: all, tiled up to the batch).
         progress: called with one line per step (the CLI prints them to stderr).
+        ship: answer "which file do I ship on this CPU": every .onnx with every CPU backend here (eval/ship.py;
+            ``provider`` and ``torch_compile`` do not apply), each with its AP delta and budget when ``ann`` is
+            given, and a verdict: the fastest within budget at the largest batch.
     """
     from ..runtime.crops import person_crops
 
@@ -192,9 +207,16 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
         raise GtptError(f"expected batch sizes >= 1, got {list(batches)}")
     if rounds < 1 or warmup < 0:
         raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {rounds} and {warmup}")
+    if ship:
+        from .ship import ship_matrix
+
+        if torch_compile or provider is not None:
+            raise GtptError("--ship picks the CPU backends itself; leave out --provider and --torch-compile")
+        artifacts, provider = ship_matrix(artifacts)
     entries = bench_entries(artifacts, torch_compile, device, provider)
     notes = apply_policy(spin)
     machine = describe_machine()
+    ann_given = ann is not None
     ann = Path(ann) if ann is not None else DEMO_ANN
     images = Path(images) if images is not None else ann.parent / "images"
     crop_sets: dict[tuple[int, int], np.ndarray] = {}
@@ -219,9 +241,20 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
     finally:
         for worker in workers:
             worker.close()
+    accuracy, verdict = None, None
+    if ship:
+        from .ship import ap_deltas, verdict as pick
+
+        if ann_given:
+            labels = [e.label for e in entries]
+            found = ap_deltas(labels, [e.artifact for e in entries], [e.provider for e in entries], ann, images,
+                              threads, max(batches), say)
+            accuracy = dict(zip(labels, found))
+        verdict = pick(rows, accuracy).line()
     end = load_average()
     return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
-                       warmup=warmup, batches=batches, crops=crop_info, notes=notes)
+                       warmup=warmup, batches=batches, crops=crop_info, notes=notes, accuracy=accuracy,
+                       verdict=verdict)
 
 
 def _time_all(opened: list, crop_sets: dict, batches: list[int], rounds: int, warmup: int,
