@@ -161,3 +161,23 @@ def test_ship_verdict_skips_faster_artifacts_over_their_budget():
     assert (v.batch, v.label, v.ms_per_crop) == (8, "q [cpu]", 7.5) and "1.33x a [cpu]" in v.reason
     assert verdict(rows, None).label == "a [openvino:bf16]"  # without --ann: fastest, and it says AP was not checked
     assert "pass --ann" in verdict(rows, None).line()
+
+
+def test_run_cli_and_predict_api_take_the_openvino_provider(fake_dyn, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    import gtpt_deploy as gd
+    from gtpt_deploy.cli import main
+    from gtpt_fixtures import PEOPLE
+
+    bus = PEOPLE / "bus.jpg"
+    r = CliRunner().invoke(main, ["run", str(fake_dyn), str(bus), "--provider", "openvino:f32", "--threads", "1",
+                                  "--out", str(tmp_path / "out"), "--no-draw", "--json"])
+    assert r.exit_code == 0, r.output
+    assert "openvino" in json.dumps(json.loads(r.stdout))
+    poses = gd.predict(fake_dyn, str(bus), provider="openvino:f32", threads=1)
+    same = gd.predict(fake_dyn, str(bus), threads=1)
+    assert len(poses[0].poses) == len(same[0].poses) == 1
+    assert np.abs(poses[0].poses[0].keypoints - same[0].poses[0].keypoints).max() < 1e-3
