@@ -2,7 +2,8 @@
 
 Each variant is checked for parity with the plain session on the bundled demo crops (max |logit diff|, argmax) and
 timed at batch 1, one thread, in interleaved rounds (A B C A B C ...). Variants: the ``onnxruntime.transformers``
-optimizer with the ``vit`` and ``bert`` fusion sets, ``session.dynamic_block_base`` and ``session.set_denormal_as_zero``.
+optimizer with the ``vit`` and ``bert`` fusion sets, ``session.dynamic_block_base`` and
+``session.set_denormal_as_zero``.
 
     python benchmarks/ort_fusions.py export/gtpt_t_coco_bdyn.onnx --rounds 30
 """
@@ -66,11 +67,16 @@ def main() -> None:
             times[k].append(time.perf_counter() - t0)
     base = float(np.median(times["plain"]))
     for k in sessions:
-        diff = max(float(np.abs(a - b).max()) for o1, o2 in zip(outs["plain"], outs[k]) for a, b in zip(o1, o2))
-        same = all((a.argmax(-1) == b.argmax(-1)).all() for o1, o2 in zip(outs["plain"], outs[k]) for a, b in zip(o1, o2))
+        pairs = [(a, b) for o1, o2 in zip(outs["plain"], outs[k]) for a, b in zip(o1, o2)]
+        diff = max(float(np.abs(a - b).max()) for a, b in pairs)
+        same = all((a.argmax(-1) == b.argmax(-1)).all() for a, b in pairs)
         med = float(np.median(times[k]))
-        print(f"{k:22s} max|diff| {diff:.2e}  argmax same {same}  median {med * 1e3:7.2f} ms  plain/this {base / med:.3f}")
-    print(f"ops of the plain graph: {Counter(n.op_type for n in __import__('onnx').load(str(args.onnx)).graph.node).most_common(8)}")
+        print(f"{k:22s} max|diff| {diff:.2e}  argmax same {same}  median {med * 1e3:7.2f} ms  "
+              f"plain/this {base / med:.3f}")
+    import onnx
+
+    ops = Counter(n.op_type for n in onnx.load(str(args.onnx)).graph.node).most_common(8)
+    print(f"ops of the plain graph: {ops}")
 
 
 if __name__ == "__main__":
