@@ -9,8 +9,9 @@ always sets the inference precision explicitly and states it (and the CPU, and t
   (``validate``'s ``bf16`` row, :data:`gtpt_deploy.eval.validate.DEFAULT_BUDGETS`).
 
 ``--provider openvino`` (no precision) picks bf16 where the CPU has native bf16 and f32 elsewhere, and says which
-(description, ``validate``'s precision column): measured on GTPT-T (benchmarks/README.md), OpenVINO f32 is no
-faster than ONNX Runtime FP32, so f32 would make the provider pointless on the CPUs it is for. ``openvino:bf16``
+(description, ``validate``'s precision column): measured on GTPT-T/S/B (benchmarks/README.md), OpenVINO f32 is not
+reliably faster than ONNX Runtime FP32 (0.7-1.35x) while bf16 is 2.3x at batch 8, so f32 would make the provider
+pointless on the CPUs it is for. ``openvino:bf16``
 asked explicitly on a CPU without native bf16 is refused with a one-line error, never emulated or silently run in
 f32 (OpenVINO would emulate it slowly or ignore it, depending on the release).
 """
@@ -122,10 +123,11 @@ class OpenVinoRunner(Runner):
                             f"--provider cuda / tensorrt (ONNX Runtime) or an .engine for NVIDIA GPUs")
         if provider is not None:
             precision = parse_openvino_provider(provider) if precision is None else precision
-        self.precision = precision or AUTO
-        if self.precision not in (*PRECISIONS, AUTO):
+        self.requested = precision or AUTO
+        if self.requested not in (*PRECISIONS, AUTO):
             raise GtptError(f"OpenVINO inference precisions are {', '.join(PRECISIONS)} or {AUTO}, got "
-                            f"'{self.precision}'")
+                            f"'{self.requested}'")
+        self.precision = self.requested  # resolved (auto -> f32 / bf16) at each activation
         self.threads = threads
         self._path = Path(model)
         self._compiled: Any = None
@@ -145,7 +147,7 @@ class OpenVinoRunner(Runner):
             raise ArtifactError(f"ONNX model {self._path} does not exist; pass the path of an exported .onnx file")
         meta = self.peek_meta(str(self._path))
         self._version = str(getattr(ov, "__version__", "?")).split("-")[0]
-        model, compiled, self.precision, self._cpu = compile_for_cpu(self._path, self.precision, self.threads,
+        model, compiled, self.precision, self._cpu = compile_for_cpu(self._path, self.requested, self.threads,
                                                                      self.source)
         if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
             raise ArtifactError(f"{self.source}: expected one NCHW input, got "
