@@ -214,7 +214,8 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
             raise GtptError("--ship picks the CPU backends itself; leave out --provider and --torch-compile")
         artifacts, provider = ship_matrix(artifacts)
     entries = bench_entries(artifacts, torch_compile, device, provider)
-    notes = apply_policy(spin)
+    apply_policy(spin)  # its note about an already-imported torch does not apply: the workers start fresh
+    notes: list[str] = []
     machine = describe_machine()
     ann_given = ann is not None
     ann = Path(ann) if ann is not None else DEMO_ANN
