@@ -1,8 +1,9 @@
 """One benchmarked artifact in a process of its own, driven one call at a time by ``bench``.
 
-Why: backends leave state in the process that slows the next one down. Once ``torch.compile`` (inductor, OpenMP)
-had run inside the bench process, ONNX Runtime's GTPT-T median at batch 1, 1 thread rose from 19.0 ms to 25.3 ms
-(issue 20), so a single-process bench understated ONNX Runtime by a third. Each artifact here lives in a fresh
+Why: backends, and the bench's own work (cropping with OpenCV, imports), leave state in the process that slows the
+next backend down. In one process, ONNX Runtime's GTPT-T median at batch 1, 1 thread was 25.3 ms beside
+``torch.compile`` against 19.0 ms in a bench without it (issue 20); in fresh workers it is 19-20 ms either way
+(benchmarks/README.md), so a single-process bench understated ONNX Runtime by up to a third. Each artifact here lives in a fresh
 ``spawn`` process (no state inherited from the parent either); the parent sends one request at a time and waits for
 the answer, so exactly one artifact computes at any moment and the rounds stay interleaved (A B C A B C ...).
 
