@@ -11,7 +11,11 @@ column empty ("-"), it is never estimated.
     python benchmarks/bench_table.py --variants gtpt_t_coco --threads 1 --rounds 10 --no-compile   # quick look
     python benchmarks/bench_table.py --onnx 'FP16={work}/{variant}_dyn_fp16.onnx' \\
         --onnx 'INT8 U8S8={work}/{variant}_dyn_int8_u8s8.onnx' --onnx 'INT8 S8S8={work}/{variant}_dyn_int8.onnx'
+    python benchmarks/bench_table.py --onnx 'OV bf16={work}/{variant}_dyn.onnx@openvino:bf16' --no-eager
     python benchmarks/bench_table.py --from-json table.json --markdown table.md        # re-render only
+
+A column's ``@PROVIDER`` suffix runs its file with that ``--provider`` (``openvino``, ``openvino:f32``,
+``openvino:bf16``, ``cpu``); every artifact runs in its own worker process (``bench``'s isolation).
 """
 
 from __future__ import annotations
@@ -35,10 +39,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compiling per run)")
+    p.add_argument("--no-eager", action="store_true", help="skip PyTorch eager (and torch.compile): ONNX columns only")
     p.add_argument("--spin", action="store_true", help="spinning idle threads (library defaults; idle machines)")
-    p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATTERN", help="extra ONNX column")
+    p.add_argument("--onnx", action="append", default=[], metavar="NAME=PATTERN[@PROVIDER]",
+                   help="extra ONNX column, run with --provider PROVIDER when given")
     p.add_argument("--engine", action="append", default=[], metavar="NAME=PATTERN",
                    help="TensorRT engine column (timed with --device cuda)")
+    p.add_argument("--speedup", action="append", default=[], metavar="NAME",
+                   help="add a 'NAME vs FP32' column: ORT FP32's median / NAME's (>1: NAME is faster)")
     p.add_argument("--work", type=Path, default=Path("/tmp/gtpt_bench_table"), help="checkpoints and exports")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
@@ -46,13 +54,15 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _columns(specs: list[str]) -> list[tuple[str, str]]:
+def _columns(specs: list[str]) -> list[tuple[str, str, str | None]]:
+    """NAME=PATTERN[@PROVIDER] -> (name, pattern, provider or None)."""
     out = []
     for spec in specs:
         name, sep, pattern = spec.partition("=")
         if not sep:
-            sys.exit(f"expected NAME=PATTERN, got {spec!r}")
-        out.append((name, pattern))
+            sys.exit(f"expected NAME=PATTERN[@PROVIDER], got {spec!r}")
+        pattern, _, provider = pattern.partition("@")
+        out.append((name, pattern, provider or None))
     return out
 
 
@@ -76,40 +86,45 @@ def measure(args: argparse.Namespace) -> dict:
     from gtpt_deploy.eval.bench import bench
 
     args.work.mkdir(parents=True, exist_ok=True)
-    extra = [(n, p, None) for n, p in _columns(args.onnx)] + [(n, p, "cuda") for n, p in _columns(args.engine)]
+    extra = [(n, p, None, prov) for n, p, prov in _columns(args.onnx)] + \
+        [(n, p, "cuda", None) for n, p, _ in _columns(args.engine)]
+    compile_ = not (args.no_compile or args.no_eager)
     runs = []
     for variant in args.variants:
         ckpt, fp32 = prepare(variant, args.work)
-        columns = [("eager", ckpt, None), ("ORT FP32", fp32, None)]
+        columns = ([] if args.no_eager else [("eager", ckpt, None, None)]) + [("ORT FP32", fp32, None, None)]
         missing = []
-        for name, pattern, device in extra:
+        for name, pattern, device, provider in extra:
             path = Path(pattern.format(variant=variant, work=args.work))
-            (columns if path.is_file() else missing).append((name, path, device))
+            (columns if path.is_file() else missing).append((name, path, device, provider))
         for threads in args.threads:
             print(f"{variant}, {threads} thread(s): {', '.join(c[0] for c in columns)}", file=sys.stderr, flush=True)
             report = bench([c[1] for c in columns], batches=args.batches, threads=threads, rounds=args.rounds,
-                           warmup=args.warmup, device=[c[2] for c in columns], torch_compile=not args.no_compile,
-                           spin=True if args.spin else None, progress=lambda line: print(line, file=sys.stderr))
-            names = [columns[0][0]] + ([] if args.no_compile else ["torch.compile"]) + [c[0] for c in columns[1:]]
+                           warmup=args.warmup, device=[c[2] for c in columns], provider=[c[3] for c in columns],
+                           torch_compile=compile_, spin=True if args.spin else None,
+                           progress=lambda line: print(line, file=sys.stderr))
+            names = [columns[0][0]] + (["torch.compile"] if compile_ else []) + [c[0] for c in columns[1:]]
             per_batch = len(args.batches)
             rows = [dict(row.__dict__, column=names[i // per_batch]) for i, row in enumerate(report.rows)]
             runs.append({"variant": variant, "threads": threads, "rows": rows, "missing": [m[0] for m in missing],
                          "machine": report.machine.to_dict(), "load_average_end": report.load_average_end})
     return {"date": datetime.date.today().isoformat(), "spin": args.spin, "rounds": args.rounds,
-            "columns": ["eager"] + ([] if args.no_compile else ["torch.compile"]) + ["ORT FP32"]
-                       + [n for n, _ in _columns(args.onnx)] + [n for n, _ in _columns(args.engine)],
+            "speedups": args.speedup,
+            "columns": ([] if args.no_eager else ["eager"]) + (["torch.compile"] if compile_ else []) + ["ORT FP32"]
+                       + [c[0] for c in _columns(args.onnx)] + [c[0] for c in _columns(args.engine)],
             "runs": runs}
 
 
 def markdown(data: dict) -> str:
     """ms per crop per column; ORT FP32's speed-up over eager and torch.compile; load average per run."""
-    cols = data["columns"]
+    cols, speedups = data["columns"], data.get("speedups", [])
     m = data["runs"][0]["machine"] if data["runs"] else {}
     lines = [f"{data['date']}, {m.get('cpu', '?')} ({', '.join(m.get('flags', []))}; {m.get('logical_cpus')} logical "
              f"CPUs), {'spinning' if data['spin'] else 'passive'} idle threads, median of {data['rounds']} "
              f"interleaved rounds; ms per crop (lower is better), '-' = no such file / not measured.", "",
-             "| variant | batch | threads | " + " | ".join(cols) + " | FP32 vs eager | FP32 vs compile | load avg |",
-             "|---" * (len(cols) + 6) + "|"]
+             "| variant | batch | threads | " + " | ".join(cols) + " | FP32 vs eager | FP32 vs compile | "
+             + "".join(f"{s} vs FP32 | " for s in speedups) + "load avg |",
+             "|---" * (len(cols) + 6 + len(speedups)) + "|"]
     for run in data["runs"]:
         by = {(r["column"], r["batch"]): r for r in run["rows"]}
         batches = sorted({r["batch"] for r in run["rows"]})
@@ -124,9 +139,15 @@ def markdown(data: dict) -> str:
                 ok = r and f and r.get("median_ms") and f.get("median_ms")
                 return f"{r['median_ms'] / f['median_ms']:.2f}x" if ok else "-"
 
+            def faster(col: str) -> str:
+                r, f = by.get((col, b)), by.get(("ORT FP32", b))
+                ok = r and f and r.get("median_ms") and f.get("median_ms")
+                return f"{f['median_ms'] / r['median_ms']:.2f}x" if ok else "-"
+
             name = run["variant"].replace("gtpt_", "GTPT-").replace("_coco", "").upper()
             lines.append(f"| {name} | {b} | {run['threads']} | " + " | ".join(ms(c) for c in cols)
-                         + f" | {ratio('eager')} | {ratio('torch.compile')} | {load} |")
+                         + f" | {ratio('eager')} | {ratio('torch.compile')} | "
+                         + "".join(f"{faster(s)} | " for s in speedups) + f"{load} |")
     return "\n".join(lines) + "\n"
 
 

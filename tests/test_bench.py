@@ -4,6 +4,7 @@ runner options it relies on (ORT idle-thread policy, the torch.compile backend e
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from gtpt_deploy.cli import main
 from gtpt_deploy.errors import ArtifactError, GtptError
-from gtpt_deploy.eval import bench as bench_module
+from gtpt_deploy.eval import bench_worker
 from gtpt_deploy.eval.bench import bench, bench_entries, tile_crops
 from gtpt_deploy.eval.machine import cpu_model_and_flags
 from gtpt_deploy.runners import backends_for, create_runner
@@ -23,16 +24,35 @@ def fake_b2(tmp_path_factory):
     return write_fake_pose_onnx(tmp_path_factory.mktemp("fake") / "fake_b2.onnx", batch=2)
 
 
+class _InProcessWorker:
+    """The worker protocol of eval/bench_worker.py in this process, recording every call (path, batch)."""
+
+    def __init__(self, entry, threads, calls):
+        self.runner, self.path, self.calls = create_runner(entry.artifact, threads=threads), entry.artifact, calls
+
+    def open(self):
+        from gtpt_deploy.eval.bench_worker import Opened
+
+        self.runner.activate()
+        return Opened(self.runner.description, tuple(self.runner.meta.input_size), self.runner.static_batch, 0.0,
+                      os.getpid())
+
+    def set_batch(self, x):
+        self.x = x
+
+    def infer(self, n=1):
+        for _ in range(n):
+            self.calls.append((self.path, len(self.x)))
+            self.runner.infer(self.x)
+        return self.runner.times[-n:]
+
+    def close(self):
+        self.runner.deactivate()
+
+
 def test_rounds_are_interleaved_and_rows_complete(fake_dyn, fake_b2, monkeypatch):
     calls = []
-
-    def recording(path, **options):
-        runner = create_runner(path, **options)
-        infer = runner.infer
-        runner.infer = lambda x: (calls.append((path, len(x))), infer(x))[1]
-        return runner
-
-    monkeypatch.setattr(bench_module, "create_runner", recording)
+    monkeypatch.setattr(bench_worker, "start_worker", lambda entry, threads: _InProcessWorker(entry, threads, calls))
     report = bench([fake_dyn, fake_b2], batches=(2, 3), rounds=4, warmup=1)
     timed_b2 = [c for c in calls if c[1] == 2][2:]  # after one warm-up call each
     assert timed_b2 == [(str(fake_dyn), 2), (str(fake_b2), 2)] * 4  # A B A B ...
@@ -51,6 +71,21 @@ def test_rounds_are_interleaved_and_rows_complete(fake_dyn, fake_b2, monkeypatch
     json.dumps(report.to_dict())  # JSON-ready
 
 
+def test_each_artifact_runs_alone_in_its_own_worker_process(fake_dyn, tmp_path):
+    """No backend shares a process with another or with the caller (torch.compile slowed ONNX Runtime by a third
+    in one process); the header says so; a worker's failure is the artifact's one-line error."""
+    other = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None)
+    report = bench([fake_dyn, other], batches=(1,), rounds=2, warmup=1)
+    pids = [r.pid for r in report.rows]
+    assert None not in pids and len(set(pids)) == 2 and os.getpid() not in pids
+    assert all(r.runs == 2 and r.median_ms > 0 for r in report.rows)
+    assert any(line.startswith("isolation: each artifact in its own worker process")
+               for line in report.format_lines())
+    plain = write_fake_pose_onnx(tmp_path / "plain.onnx", meta=False)
+    with pytest.raises(GtptError, match="no gtpt-deploy metadata"):
+        bench([fake_dyn, plain], batches=(1,), rounds=1, warmup=0)
+
+
 def test_tile_crops_repeats_in_order():
     crops = np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1)
     assert tile_crops(crops, 7).ravel().tolist() == [0, 1, 2, 0, 1, 2, 0]
@@ -61,7 +96,7 @@ def test_entries_add_torch_compile_for_checkpoints_only(tmp_path):
     entries = bench_entries(["a.pth", "b.onnx"], torch_compile=True, device=["cpu", "cpu"])
     assert [(e.artifact, e.backend) for e in entries] == [("a.pth", None), ("a.pth", "torch.compile"),
                                                            ("b.onnx", None)]
-    assert backends_for("x.pth") == ["torch", "torch.compile"] and backends_for("x.onnx") == ["onnxruntime"]
+    assert backends_for("x.pth") == ["torch", "torch.compile"] and backends_for("x.onnx") == ["onnxruntime", "openvino"]
     with pytest.raises(GtptError, match="one per artifact"):
         bench_entries(["a.onnx", "b.onnx", "c.onnx"], device=["cpu", "cpu"])
     onnx = tmp_path / "m.onnx"

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-OPTIONAL = ["tensorrt", "pycocotools", "onnxsim", "onnxslim", "pycuda", "cuda"]
+OPTIONAL = ["tensorrt", "pycocotools", "onnxsim", "onnxslim", "pycuda", "cuda", "openvino"]
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -42,7 +42,8 @@ def test_every_module_imports_and_every_help_works_without_optional_packages():
 def test_import_gtpt_deploy_imports_neither_torch_nor_backends():
     result = _run("""
         import sys, gtpt_deploy, gtpt_deploy.cli
-        heavy = [m for m in ("torch", "onnxruntime", "onnx", "cv2", "tensorrt", "pycocotools") if m in sys.modules]
+        heavy = [m for m in ("torch", "onnxruntime", "onnx", "cv2", "tensorrt", "pycocotools", "openvino")
+                 if m in sys.modules]
         print(heavy)
         assert not heavy, heavy
     """)
@@ -83,6 +84,9 @@ def test_base_install_has_no_torch_and_the_export_extra_brings_it():
     assert {"onnxruntime", "onnx", "opencv-python-headless", "pycocotools"} <= base   # run, evaluate, validate
     extras = project["optional-dependencies"]
     assert "torch" in names(extras["export"]) and any(d.startswith("gtpt-deploy[") and "export" in d for d in extras["dev"])
+    # OpenVINO (~180 MB) is an extra, and [dev] has it so CI runs the OpenVINO runner tests
+    assert "openvino" not in base and names(extras["openvino"]) == {"openvino"}
+    assert any(d.startswith("gtpt-deploy[") and "openvino" in d for d in extras["dev"])
 
 
 def test_runtime_without_torch_runs_onnx_and_names_the_export_extra(fake_dyn, shared, tmp_path):

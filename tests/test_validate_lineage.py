@@ -111,7 +111,8 @@ def test_floors_per_precision_and_the_issue_numbers():
     assert same_model("unknown", "x", "int8:tensorrt", 0.69, None)[0] is False
     assert not same_model("unknown", "x", "fp16", 0.97, (1.0, 0.5, 1.0))[0]        # kept tokens decide too
     assert same_model("derived", "same source checkpoint", "fp32", 0.0, None)[0]
-    assert set(AGREEMENT_FLOORS) == {"fp32", "fp16", "int8:tensorrt", "int8:cpu"}
+    assert set(AGREEMENT_FLOORS) == {"fp32", "fp16", "bf16", "int8:tensorrt", "int8:cpu"}
+    assert floor_key(None, "bf16") == "bf16"       # an FP32 file run by OpenVINO in bf16 gets bf16's floors
 
 
 def test_fp16_records_its_source_onnx_and_the_chain_reaches_the_checkpoint(seed0_t_checkpoint, seed0_t_onnx_b1,

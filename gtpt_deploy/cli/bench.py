@@ -32,7 +32,8 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
 @click.option("--device", "devices", multiple=True,
               help="cpu / cuda[:N] once for all artifacts, or once per artifact in order.")
 @click.option("--provider", "providers", multiple=True,
-              help="ONNX Runtime provider (cpu / cuda / tensorrt), once for all or once per artifact.")
+              help="How .onnx files run: cpu / cuda / tensorrt (ONNX Runtime) or openvino[:f32|:bf16], once for "
+                   "all or once per artifact.")
 @click.option("--torch-compile", is_flag=True,
               help="Also time torch.compile (inductor, freezing) of each .pth; its compile time is the 1st call.")
 @click.option("--spin/--no-spin", default=None,
@@ -53,14 +54,18 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
               help="Client-side mode for one artifact (e.g. triton://HOST:PORT/NAME): crops/s, p50/p90 per number "
                    "of concurrent clients, 1 to 64 (48 requests of --batch crops per level, at least 2 per client; "
                    "every client is opened before the clock starts).")
+@click.option("--ship", is_flag=True,
+              help="Which file to ship on this CPU: each .onnx with ONNX Runtime and OpenVINO (f32; bf16 where the "
+                   "CPU has it), with AP deltas and budgets when --ann is given; ends with the fastest within budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
               devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,
               ann: Path | None, crop_images: Path | None, images: Path | None, detector: Path | None,
-              boxes: str | None, no_flip: bool, concurrency: str | None, as_json: bool) -> None:
+              boxes: str | None, no_flip: bool, concurrency: str | None, ship: bool, as_json: bool) -> None:
     """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
 
     \b
+    Each artifact runs in its own worker process (one computing at a time), so no backend slows another.
     Interleaved rounds (A B C A B C ...) so that a busy machine slows all alike; per artifact and batch: median,
     p90 and min ms per call, ms per crop, crops/s and the speed relative to the first artifact. The header and
     the JSON name the CPU (and its AVX2 / AVX-512 VNNI flags), GPUs, threads, load average and whether idle
@@ -72,12 +77,15 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
       gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
       gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
       gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
+      gtpt-deploy bench t_dyn.onnx t_dyn_fp16.onnx t_dyn_int8.onnx --ship --ann val.json --threads 1
     """
     from ..runners.base import check_batch_size
 
     for b in batches:                            # every mode, before any artifact is opened
         check_batch_size(b)
     say = (lambda line: click.echo(line, err=True))
+    if ship and (images is not None or concurrency is not None):
+        raise GtptError("--ship times .onnx files on person crops; leave out --images and --concurrency")
     if concurrency is not None:
         if len(artifacts) != 1 or images is not None:
             raise GtptError("--concurrency times one artifact on person crops; pass one ARTIFACT and no --images")
@@ -107,7 +115,7 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
 
         report = bench(artifacts, batches=batches, threads=threads, rounds=rounds or 20, warmup=warmup,
                        device=list(devices) or None, provider=list(providers) or None, torch_compile=torch_compile,
-                       spin=spin, ann=ann, images=crop_images, progress=say)
+                       spin=spin, ann=ann, images=crop_images, progress=say, ship=ship)
     if as_json:
         echo_json(report.to_dict())
     else:

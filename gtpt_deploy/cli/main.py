@@ -69,15 +69,21 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+#: --provider values: ONNX Runtime execution providers, then OpenVINO with its inference precision
+PROVIDER_CHOICES = ["cpu", "cuda", "tensorrt", "openvino", "openvino:f32", "openvino:bf16"]
+
+
 def where_options(what: str = "the pose artifacts") -> Callable[[F], F]:
     """--device / --provider / --threads: where an artifact runs (each runner resolves its own)."""
     def wrap(f: F) -> F:
         f = click.option("--threads", type=click.IntRange(min=1), default=None,
                          help=f"CPU threads of {what} (default: the backend's; 1 helps on a busy machine).")(f)
-        f = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default=None,
+        f = click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default=None,
                          show_default="cpu on --device cpu, else cuda",
-                         help="ONNX Runtime execution provider for .onnx artifacts (GPU ones need onnxruntime-gpu; "
-                              "never a silent CPU fallback).")(f)
+                         help="How .onnx artifacts run: ONNX Runtime provider cpu / cuda / tensorrt (GPU ones need "
+                              "onnxruntime-gpu; never a silent CPU fallback), or OpenVINO on the CPU ([openvino] "
+                              "extra): openvino (bf16 where the CPU has it natively, else f32), openvino:f32, "
+                              "openvino:bf16.")(f)
         # None = each artifact's own default: an engine runs only on a GPU (cuda), everything else on the CPU
         return click.option("--device", default=None, show_default="cuda for .engine/.plan, else cpu",
                             metavar="cpu|cuda|cuda:N",

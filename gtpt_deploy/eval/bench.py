@@ -1,16 +1,17 @@
 """``bench``: latency and throughput of any artifacts side by side, on the same real person crops.
 
 Every artifact (a ``.pth`` in PyTorch eager and optionally ``torch.compile``, ``.onnx`` FP32/FP16/INT8 in ONNX
-Runtime, ``.engine`` in TensorRT: whatever ``create_runner`` opens) is activated once; then, per batch size, each
-runs ``warmup`` calls and ``rounds`` interleaved rounds (A B C A B C ...), one call per artifact per round, so a slow
-drift of a shared machine hits all of them alike. Times are the runners' own per-call times (backend call only).
-No torch import here (the torch runners import it when a checkpoint is benchmarked).
+Runtime or OpenVINO, ``.engine`` in TensorRT: whatever ``create_runner`` opens) is activated once, each in its own
+worker process (eval/bench_worker.py: one backend's threads and allocator state cannot slow another's, as
+torch.compile did to ONNX Runtime); then, per batch size, each runs ``warmup`` calls and ``rounds`` interleaved
+rounds (A B C A B C ...), one call per artifact per round and one artifact computing at a time, so a slow drift of a
+shared machine hits all of them alike. Times are the runners' own per-call times (backend call only).
+No torch import here (the workers import what their backend needs).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,9 +19,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import GtptError
-from ..runners import backends_for, create_runner
+from ..runners import backends_for
 from ..runners.base import check_batch_size
 from ..threads import apply_thread_policy
+from . import bench_worker
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 #: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
@@ -38,7 +40,12 @@ class BenchEntry:
 
     @property
     def label(self) -> str:
-        return Path(self.artifact).name + (f" [{self.backend}]" if self.backend else "")
+        where = [v for v in (self.backend, self.provider) if v]  # runner choices tell rows of one file apart
+        return Path(self.artifact).name + "".join(f" [{v}]" for v in where)
+
+
+#: how artifacts are kept from disturbing each other (the report header states it)
+ISOLATION = "each artifact in its own worker process (spawned fresh), one call at a time, rounds interleaved"
 
 
 @dataclass
@@ -48,6 +55,7 @@ class BenchRow:
     ``vs_first``: the first artifact's median / this median at the same batch (>1: faster than the first).
     ``first_call_ms``: the first warm-up call (includes compilation for torch.compile, lazy init elsewhere).
     ``skipped``: why this batch was not timed (e.g. an ONNX file with another static batch); times are then None.
+    ``pid``: the worker process that ran the artifact (each artifact has its own).
     """
 
     label: str
@@ -64,6 +72,7 @@ class BenchRow:
     first_call_ms: float | None = None
     load_s: float | None = None
     skipped: str | None = None
+    pid: int | None = None
 
 
 @dataclass
@@ -79,6 +88,9 @@ class BenchReport:
     batches: list[int]
     crops: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    isolation: str = ISOLATION
+    accuracy: dict[str, dict[str, Any]] | None = None   # --ship with --ann: per label AP, delta_AP, budget, ...
+    verdict: str | None = None                          # --ship: which artifact to ship on this CPU
 
     def to_dict(self) -> dict[str, Any]:
         return report_dict(self)
@@ -88,7 +100,7 @@ class BenchReport:
         lines = [machine_line(self.machine, self.load_average_end),
                  f"threads {self.threads or 'backend default'}; {self.rounds} interleaved rounds after "
                  f"{self.warmup} warm-up calls; crops: {self.crops.get('source', '?')} ({self.crops.get('count')} "
-                 f"persons)"]
+                 f"persons)", f"isolation: {self.isolation}"]
         lines += [f"note: {n}" for n in self.notes]
         width = max([len(r.label) for r in self.rows] + [8])
         head = (f"{'artifact':<{width}}  {'batch':>5}  {'median ms':>9}  {'p90 ms':>8}  {'min ms':>8}  "
@@ -104,6 +116,14 @@ class BenchReport:
                          f"{r.ms_per_crop:8.2f}  {r.crops_per_s:8.1f}  {ratio:>7}  {first:>9}")
         runners = {r.label: r.runner for r in self.rows if r.runner}
         lines += [f"  {label}: {desc}" for label, desc in runners.items()]
+        if self.accuracy:
+            first = next(iter(self.accuracy))
+            lines.append(f"COCO AP (GT boxes, flip test) vs {first}:")
+            lines += [f"  {label}: AP {a['AP']:.4f}  dAP {a['delta_AP']:+.4f}  {a['precision']} budget "
+                      f"{a['budget']:.4f}  {'ok' if a['within_budget'] else 'OVER'}"
+                      for label, a in self.accuracy.items()]
+        if self.verdict:
+            lines.append(self.verdict)
         return lines
 
 
@@ -137,14 +157,6 @@ def bench_entries(artifacts: Sequence[str | Path], torch_compile: bool = False,
     return out
 
 
-def _open(entry: BenchEntry, threads: int | None) -> Any:
-    options: dict[str, Any] = {"threads": threads}
-    for key in ("backend", "device", "provider"):
-        if getattr(entry, key) is not None:
-            options[key] = getattr(entry, key)
-    return create_runner(entry.artifact, **options)
-
-
 def tile_crops(crops: np.ndarray, batch: int) -> np.ndarray:
     """float32 (N, 3, H, W) -> exactly ``batch`` crops (the first ones, repeated in order when N < batch)."""
     reps = -(-batch // len(crops))
@@ -152,7 +164,8 @@ def tile_crops(crops: np.ndarray, batch: int) -> np.ndarray:
 
 
 def apply_policy(spin: bool | None) -> list[str]:
-    """Set the idle-thread policy for this benchmark; notes when it may not reach a library already started."""
+    """Set the idle-thread policy for this benchmark (the environment the workers inherit, and this process);
+    notes when it may not reach a library already started here (pipeline mode runs in this process)."""
     if spin is None:
         apply_thread_policy()
         return []
@@ -167,7 +180,8 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
           rounds: int = 20, warmup: int = 3, device: str | Sequence[str | None] | None = None,
           provider: str | Sequence[str | None] | None = None, torch_compile: bool = False,
           spin: bool | None = None, ann: str | Path | None = None, images: str | Path | None = None,
-          num_crops: int | None = None, progress: Callable[[str], None] | None = None) -> BenchReport:
+          num_crops: int | None = None, progress: Callable[[str], None] | None = None,
+          ship: bool = False) -> BenchReport:
     """Time artifacts side by side on the same person crops.
 
     Args:
@@ -182,6 +196,9 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
         ann, images: COCO keypoint file whose GT person boxes give the crops (default: the bundled demo) and its
             image folder (default: ``images/`` beside it); num_crops: how many (None: all, tiled up to the batch).
         progress: called with one line per step (the CLI prints them to stderr).
+        ship: answer "which file do I ship on this CPU": every .onnx with every CPU backend here (eval/ship.py;
+            ``provider`` and ``torch_compile`` do not apply), each with its AP delta and budget when ``ann`` is
+            given, and a verdict: the fastest within budget at the largest batch.
     """
     from ..runtime.crops import person_crops
 
@@ -193,69 +210,85 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
         check_batch_size(b)                      # before any runner is opened or any crop tiled
     if rounds < 1 or warmup < 0:
         raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {rounds} and {warmup}")
+    if ship:
+        from .ship import ship_matrix
+
+        if torch_compile or provider is not None:
+            raise GtptError("--ship picks the CPU backends itself; leave out --provider and --torch-compile")
+        artifacts, provider = ship_matrix(artifacts)
     entries = bench_entries(artifacts, torch_compile, device, provider)
-    notes = apply_policy(spin)
+    apply_policy(spin)  # its note about an already-imported torch does not apply: the workers start fresh
+    notes: list[str] = []
     machine = describe_machine()
+    ann_given = ann is not None
     ann = Path(ann) if ann is not None else DEMO_ANN
     images = Path(images) if images is not None else ann.parent / "images"
     crop_sets: dict[tuple[int, int], np.ndarray] = {}
     crop_info: dict[str, Any] = {}
 
-    runners, rows_by_entry = [], []
+    workers: list[Any] = []
+    opened = []
     try:
         for entry in entries:
-            say(f"loading {entry.label}")
-            t0 = time.perf_counter()
-            runner = _open(entry, threads)
-            runner.activate()
-            runners.append(runner)
-            load_s = time.perf_counter() - t0
-            size = (int(runner.meta.input_size[0]), int(runner.meta.input_size[1]))
+            say(f"loading {entry.label} (own worker process)")
+            worker = bench_worker.start_worker(entry, threads)
+            workers.append(worker)
+            info = worker.open()
+            size = tuple(info.input_size)
             if size not in crop_sets:
                 pc = person_crops(ann, images, num=num_crops, input_size=size)
                 crop_sets[size] = pc.crops
                 crop_info = {"source": str(ann), "count": len(pc), "ann_sha256": pc.ann_sha256,
                              "image_ids": sorted({int(i) for i in pc.image_ids})}
-            rows_by_entry.append((entry, runner, size, load_s))
-        rows = _time_all(rows_by_entry, crop_sets, batches, rounds, warmup, say)
+            opened.append((entry, worker, info))
+        rows = _time_all(opened, crop_sets, batches, rounds, warmup, say)
     finally:
-        for runner in runners:
-            runner.deactivate()
+        for worker in workers:
+            worker.close()
+    accuracy, verdict = None, None
+    if ship:
+        from .ship import ap_deltas, verdict as pick
+
+        if ann_given:
+            labels = [e.label for e in entries]
+            found = ap_deltas(labels, [e.artifact for e in entries], [e.provider for e in entries], ann, images,
+                              threads, max(batches), say)
+            accuracy = dict(zip(labels, found))
+        verdict = pick(rows, accuracy).line()
     end = load_average()
     return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
-                       warmup=warmup, batches=batches, crops=crop_info, notes=notes)
+                       warmup=warmup, batches=batches, crops=crop_info, notes=notes, accuracy=accuracy,
+                       verdict=verdict)
 
 
 def _time_all(opened: list, crop_sets: dict, batches: list[int], rounds: int, warmup: int,
               say: Callable[[str], None]) -> list[BenchRow]:
+    """opened: (entry, worker, bench_worker.Opened) per artifact -> rows per (artifact, batch)."""
     rows: dict[tuple[int, int], BenchRow] = {}
     for b in batches:
         active = []
-        for i, (entry, runner, size, load_s) in enumerate(opened):
-            row = BenchRow(entry.label, entry.artifact, runner.description, b, load_s=round(load_s, 3))
+        for i, (entry, worker, info) in enumerate(opened):
+            row = BenchRow(entry.label, entry.artifact, info.description, b, load_s=round(info.load_s, 3),
+                           pid=info.pid)
             rows[i, b] = row
-            static = runner.static_batch
-            if static is not None and static != b:
-                row.skipped = f"static batch {static}"
+            if info.static_batch is not None and info.static_batch != b:
+                row.skipped = f"static batch {info.static_batch}"
                 continue
-            x = tile_crops(crop_sets[size], b)
+            worker.set_batch(tile_crops(crop_sets[tuple(info.input_size)], b))
             say(f"batch {b}: warming up {entry.label}")
-            for w in range(max(warmup, 1)):  # the first call is always made (and reported): compile / lazy init
-                runner.infer(x)
-                if w == 0:
-                    row.first_call_ms = round(runner.times[-1] * 1e3, 3)
-            active.append((runner, x, []))
+            # the first call is always made (and reported): compile / lazy init
+            row.first_call_ms = round(worker.infer(max(warmup, 1))[0] * 1e3, 3)
+            active.append((worker, []))
         say(f"batch {b}: {rounds} interleaved rounds over {len(active)} artifact(s)")
         for _ in range(rounds):
-            for runner, x, times in active:
-                runner.infer(x)
-                times.append(runner.times[-1])
+            for worker, times in active:
+                times.extend(worker.infer(1))
         it = iter(active)
         for i in range(len(opened)):
             row = rows[i, b]
             if row.skipped:
                 continue
-            _, _, times = next(it)
+            _, times = next(it)
             ms = np.asarray(times) * 1e3
             row.runs, row.median_ms = len(ms), float(np.median(ms))
             row.p90_ms, row.min_ms = float(np.percentile(ms, 90)), float(ms.min())

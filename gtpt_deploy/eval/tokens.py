@@ -118,11 +118,14 @@ def kept_token_agreement(base: Sequence[np.ndarray], cand: Sequence[np.ndarray])
     return tuple(fractions)
 
 
-def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None) -> list[np.ndarray] | None:
+def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None,
+                provider: str | None = None) -> list[np.ndarray] | None:
     """Kept token indices per stage of an artifact on float32 (N, 3, H, W) crops (no flip).
 
-    ``.onnx`` (path or ``onnx.ModelProto``): ONNX Runtime CPU on a copy with the TopK indices as outputs; ``.pth`` /
-    ``.pt``: the PyTorch model with its top-k calls recorded. None for artifacts that cannot expose them (engines).
+    ``.onnx`` (path or ``onnx.ModelProto``): a copy with the TopK indices as outputs, run on the CPU by ONNX Runtime,
+    or by OpenVINO at its precision when ``provider`` is ``openvino[:f32|:bf16]`` (bf16 may keep other tokens, so
+    the row must show the backend that produced its AP); ``.pth`` / ``.pt``: the PyTorch model with its top-k calls
+    recorded. None for artifacts that cannot expose them (engines).
     """
     from pathlib import Path
 
@@ -141,6 +144,8 @@ def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None) ->
     copy, names = topk_index_outputs(model)
     if not names:
         return None
+    if provider is not None and provider.startswith("openvino"):
+        return _openvino_indices(copy, names, crops, provider, threads)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
@@ -160,10 +165,41 @@ def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None) ->
     return [np.concatenate(p) for p in parts]
 
 
-def with_kept_tokens(rows: list[Any], gt: dict, images: Any, threads: int | None = None) -> list[Any]:
+def _openvino_indices(copy: Any, names: list[str], crops: np.ndarray, provider: str,
+                      threads: int | None) -> list[np.ndarray]:
+    """The TopK index outputs of ``copy`` compiled by OpenVINO as the runner compiles it (one call per 16 crops)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+
+    from ..runners.openvino import compile_for_cpu, parse_openvino_provider
+
+    with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
+        path = Path(tmp) / "with_topk_indices.onnx"
+        onnx.save(copy, str(path))
+        model, compiled, _, _ = compile_for_cpu(path, parse_openvino_provider(provider), threads)
+    static = model.inputs[0].get_partial_shape()[0]
+    step = static.get_length() if static.is_static else 16
+    request = compiled.create_infer_request()
+    parts: list[list[np.ndarray]] = [[] for _ in names]
+    for s in range(0, len(crops), step):
+        chunk = np.ascontiguousarray(crops[s:s + step], np.float32)
+        n = len(chunk)
+        if n < step and static.is_static:
+            chunk = np.concatenate((chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)))
+        result = request.infer({0: chunk})
+        for store, name in zip(parts, names):
+            store.append(np.array(result[compiled.output(name)])[:n])
+    return [np.concatenate(p) for p in parts]
+
+
+def with_kept_tokens(rows: list[Any], gt: dict, images: Any, threads: int | None = None,
+                     providers: Sequence[str | None] | None = None) -> list[Any]:
     """``validate`` rows with ``kept_tokens`` filled: per-stage agreement of each artifact's kept tokens with the
-    baseline's (first row) on the GT person crops of ``gt``. Rows stay as they are when the baseline exposes no
-    token indices or the file has no person crops."""
+    baseline's (first row) on the GT person crops of ``gt``, each run by the backend of its row (``providers``, one
+    per row: the ``--provider`` it ran with, None for the default). Rows stay as they are when the baseline exposes
+    no token indices or the file has no person crops."""
     from dataclasses import replace
 
     from ..errors import GtptError
@@ -173,12 +209,13 @@ def with_kept_tokens(rows: list[Any], gt: dict, images: Any, threads: int | None
         crops = person_crops(gt, images).crops
     except GtptError:
         return rows
-    base = kept_tokens(rows[0].artifact, crops, threads)
+    providers = list(providers) if providers is not None else [None] * len(rows)
+    base = kept_tokens(rows[0].artifact, crops, threads, providers[0])
     if base is None:
         return rows
     out = [replace(rows[0], kept_tokens=tuple(1.0 for _ in base))]
-    for row in rows[1:]:
-        cand = kept_tokens(row.artifact, crops, threads)
+    for row, provider in zip(rows[1:], providers[1:]):
+        cand = kept_tokens(row.artifact, crops, threads, provider)
         same = cand is not None and [c.shape for c in cand] == [b.shape for b in base]
         out.append(replace(row, kept_tokens=kept_token_agreement(base, cand) if same else None))
     return out

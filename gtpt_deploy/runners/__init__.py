@@ -34,6 +34,7 @@ NAMED_BACKENDS = {
     "torch": (".torch", "TorchRunner", (".pth", ".pt")),
     "torch.compile": (".torch", "CompiledTorchRunner", (".pth", ".pt")),
     "onnxruntime": (".ort", "OrtRunner", (".onnx",)),
+    "openvino": (".openvino", "OpenVinoRunner", (".onnx",)),
     "tensorrt": (".trt", "TrtRunner", (".engine", ".plan")),
 }
 
@@ -87,8 +88,10 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
             serialized bytes (ONNX Runtime), a ``torch.nn.Module`` (PyTorch; ``meta`` describes it, default from
             the module's GTPT config); or ``triton://HOST:PORT/NAME``, a model served by Triton (runners/triton.py).
         device: where this artifact runs: ``cpu``, ``cuda`` or ``cuda:N`` (default ``cpu``; TensorRT: ``cuda``).
-        provider: ONNX Runtime execution provider for ONNX artifacts: ``cpu``, ``cuda`` or ``tensorrt`` (default:
-            ``cpu`` on a CPU device, ``cuda`` on a CUDA device); checked against the session's real providers.
+        provider: how ONNX artifacts run: ONNX Runtime's ``cpu``, ``cuda`` or ``tensorrt`` execution provider
+            (default: ``cpu`` on a CPU device, ``cuda`` on a CUDA device; checked against the session's real
+            providers), or OpenVINO on the CPU: ``openvino`` (bf16 where the CPU has it natively, else f32),
+            ``openvino:f32`` or ``openvino:bf16`` (``[openvino]`` extra; runners/openvino.py).
         threads: CPU threads of the backend (None: its default).
         backend: another backend for the same file (``backends_for(path)``, e.g. ``"torch.compile"`` for a
             checkpoint); None: the suffix's default.
@@ -122,7 +125,12 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
             raise ArtifactError(f"backend '{backend}' cannot run {path.name}; for '{suffix}' files use one of "
                                 f"{', '.join(backends_for(path))}")
         cls = _backend(*NAMED_BACKENDS[backend][:2])
-    if suffix == ".onnx":
+    if suffix == ".onnx" and provider is not None and provider.startswith("openvino"):
+        if backend not in (None, "openvino"):
+            raise ArtifactError(f"--provider {provider} runs {path.name} with OpenVINO, not with backend '{backend}'")
+        cls = _backend(*NAMED_BACKENDS["openvino"][:2])
+        kwargs["provider"] = provider
+    elif suffix == ".onnx":
         kwargs["provider"] = provider
     elif provider is not None:
         raise ArtifactError(f"--provider {provider} applies to ONNX artifacts (ONNX Runtime), not to {path.name}; "

@@ -84,6 +84,12 @@ class Runner(abc.ABC):
         """Release the session / model. Default: nothing."""
 
     @property
+    def run_precision(self) -> str:
+        """The precision the numbers are computed in (``validate``'s row precision and budget): the artifact's
+        ``gtpt.precision`` unless the backend computes in another one (OpenVINO bf16 of an FP32 file: ``bf16``)."""
+        return self.meta.precision
+
+    @property
     def description(self) -> str:
         """Backend and device actually used, e.g. ``onnxruntime [CPUExecutionProvider]``; valid while active."""
         return self.backend

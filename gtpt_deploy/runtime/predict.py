@@ -106,7 +106,7 @@ def _frames(items: list[ImageLike], source: BoxSource, boxes: Sequence | None, r
 def predict(artifact: str | os.PathLike, inputs: ImageLike | Sequence[ImageLike],
             detector: str | os.PathLike | None = None, boxes: Sequence[np.ndarray] | None = None, box_thr: float | None = None, flip: bool = True,
             device: str = "cpu", threads: int | None = None, batch: int | None = None,
-            rgb: bool = False) -> list[ImagePrediction]:
+            rgb: bool = False, provider: str | None = None) -> list[ImagePrediction]:
     """Poses of every person in ``inputs`` with the pose model ``artifact`` (.onnx, .pth).
 
     Args:
@@ -116,7 +116,8 @@ def predict(artifact: str | os.PathLike, inputs: ImageLike | Sequence[ImageLike]
             ``boxes`` each whole image is one person (logged as a warning).
         boxes: per input, float (N, 4) x, y, w, h person boxes in its pixels (instead of a detector).
         box_thr: minimum detector score (default 0.3). flip: the flip test (official; about 2x the model time).
-        device / threads / batch: the pose runner's (see ``create_runner`` and ``Predictor``).
+        device / threads / batch / provider: the pose runner's (see ``create_runner`` and ``Predictor``), e.g.
+            ``provider="openvino"`` for an .onnx on an Intel/AMD CPU.
 
     Returns:
         one :class:`ImagePrediction` per image or video frame, in input order. Unreadable inputs raise
@@ -136,7 +137,7 @@ def predict(artifact: str | os.PathLike, inputs: ImageLike | Sequence[ImageLike]
         log.warning(WHOLE_IMAGE_NOTE.replace("--detector or --boxes", "detector or boxes"))
     out: list[ImagePrediction] = []
     meta: dict[int, tuple[str, float | None]] = {}
-    with create_runner(artifact, device=device, threads=threads) as runner:
+    with create_runner(artifact, device=device, threads=threads, provider=provider) as runner:
         names = dataset_for(runner.meta.num_keypoints).keypoint_names
         for r in Predictor(runner, flip=flip, batch=batch).predict_frames(_frames(items, source, boxes, rgb, meta)):
             assert isinstance(r, ImagePoses)
