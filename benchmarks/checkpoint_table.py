@@ -57,7 +57,8 @@ def one(ckpt: Path, work: Path, data: Path) -> dict:
     onnx = out / f"{name}_b1.onnx"
     rc, exp = gtpt(["export", "--checkpoint", str(ckpt), "--output", str(onnx), "--force"], out / "export.log")
     row["export_rc"] = rc
-    row["near_ties"] = exp.get("near_ties", exp.get("ties"))
+    row["near_ties"] = exp.get("near_ties")
+    row["parity"] = {"max_abs_diff": exp.get("max_abs_diff"), "argmax_agreement": exp.get("argmax_agreement")}
     if rc != 0:
         return row
     rc, fp16 = gtpt(["fp16", str(onnx), "--force"], out / "fp16.log")
@@ -67,27 +68,45 @@ def one(ckpt: Path, work: Path, data: Path) -> dict:
         rc, cal = gtpt(["calibrate", str(onnx), "--ann", str(cal_ann), "--images", str(cal_img), "--target", target,
                         "--force"], out / f"calibrate_{target}.log")
         row[f"int8_{target}_rc"] = rc
-        row[f"int8_{target}_calibrate"] = {k: cal.get(k) for k in ("output", "num", "measured", "budget", "steps")
-                                           if k in cal}
+        row[f"int8_{target}_calibrate"] = {k: cal.get(k) for k in (
+            "output", "crops", "available_persons", "fp32_AP", "int8_AP", "delta_AP", "argmax_agreement",
+            "budget_search", "steps", "recipe") if k in cal}
+        row[f"int8_{target}_calibrate"]["eval"] = {k: (cal.get("eval") or {}).get(k) for k in ("source", "persons")}
         if rc == 0 and cal.get("output"):
             files.append(cal["output"])
     rc, val = gtpt(["validate", str(ckpt), str(onnx), *[f for f in files if f], "--ann", str(val_ann),
                     "--images", str(val_img)], out / "validate.log")
     row["validate_rc"] = rc
-    row["rows"] = [{k: r.get(k) for k in ("artifact", "precision", "AP", "delta_AP", "budget", "argmax_agreement",
-                                          "within_budget", "kept_tokens")} for r in val.get("rows", [])]
+    keys = ("artifact", "runner", "precision", "AP", "delta_AP", "budget", "argmax_agreement", "within_budget",
+            "kept_tokens", "same_model", "lineage", "passed")
+    row["rows"] = [{k: r.get(k) for k in keys} for r in val.get("rows", [])]
+    # OpenVINO bf16 (issue 20): the FP32 file and the TensorRT-form INT8 file run by OpenVINO at bf16, own rows
+    int8_trt = row.get("int8_tensorrt_calibrate", {}).get("output")
+    rc, ov = gtpt(["validate", str(ckpt), str(onnx), *([int8_trt] if int8_trt else []), "--ann", str(val_ann),
+                   "--images", str(val_img), "--provider", "openvino:bf16"], out / "validate_openvino.log")
+    row["validate_openvino_rc"] = rc
+    row["rows"] += [{**{k: r.get(k) for k in keys}, "provider": "openvino:bf16"} for r in ov.get("rows", [])[1:]]
     return row
 
 
 def fmt(row: dict) -> str:
-    cells = [row["checkpoint"], row["variant"], "yes" if row.get("export_rc") == 0 else f"NO ({row.get('export_rc')})"]
-    rows = row.get("rows") or []
-    for r in rows:
+    """One markdown line: checkpoint, variant, export (near-ties), then AP (dAP, argmax, PASS/FAIL) per row."""
+    ties = row.get("near_ties") or []
+    cells = [row["checkpoint"], row["variant"],
+             (f"yes, {len(ties)} near-tie(s)" if row.get("export_rc") == 0 else f"NO ({row.get('export_rc')})")]
+    for r in row.get("rows") or []:
         ap = r.get("AP")
         ap = ap.get("AP") if isinstance(ap, dict) else ap
         d = r.get("delta_AP")
-        cells.append(f"{r.get('precision')}: {ap:.4f}" + (f" ({d:+.4f}, {r.get('argmax_agreement'):.3f})"
-                                                         if d is not None else ""))
+        who = r.get("precision") + (" ov" if r.get("provider") else "")
+        verdict = "" if r.get("passed") is None else (" PASS" if r.get("passed") else " FAIL")
+        cells.append(f"{who}: {ap:.4f}" + (f" ({d:+.4f}, {r.get('argmax_agreement'):.3f}){verdict}"
+                                           if d is not None and r is not row["rows"][0] else ""))
+    for target in ("tensorrt", "cpu"):
+        c = row.get(f"int8_{target}_calibrate") or {}
+        steps = c.get("steps") or []
+        cells.append(f"calibrate {target}: {c.get('delta_AP', float('nan')):+.4f} on {c.get('eval', {}).get('persons')}"
+                     f" {c.get('eval', {}).get('source')}, {len(steps)} step(s)")
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 

@@ -39,7 +39,7 @@ def test_models_command_needs_no_torch():
         from gtpt_deploy.cli import main
         r = CliRunner().invoke(main, ["models", "--json"])
         assert r.exit_code == 0, r.output
-        print(json.dumps({"torch": "torch" in sys.modules, "rows": len(json.loads(r.output))}))
+        print(json.dumps({"torch": "torch" in sys.modules, "rows": len(json.loads(r.output)["models"])}))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
