@@ -28,11 +28,11 @@ from ..eval.compare import batches_of
 from ..eval.tokens import token_ids
 
 MAX_ABS_DIFF = 1e-4                     # ONNX Runtime vs PyTorch, logits
-# Near-tie tolerance of the top-k boundary gap, relative to the row's largest |score|: 128 float32 epsilons
-# (128 * 2**-23 = 1.5e-5). Measured with benchmarks/parity_sweep.py and its noise option (12 real crops + 100 random
-# inputs each): ONNX Runtime's kept top-k scores differ from PyTorch's by up to 17 eps x max|score| (GTPT-T COCO sample), 22 eps
-# (GTPT-T whole-body sample), 22 eps (random-weight GTPT-S), 37 eps (random-weight GTPT-B) - summation order in the
-# MatMul / Softmax / ReduceSum kernels. Two scores each off by up to ~37 eps can swap when their gap is below ~74
+# Near-tie tolerance of the top-k boundary gap, relative to the row's largest |score|: 128 float32 epsilons (128 *
+# 2**-23 = 1.5e-5). Measured with benchmarks/parity_sweep.py and its noise option (12 real crops + 100 random inputs
+# each): ONNX Runtime's kept top-k scores differ from PyTorch's by up to 17 eps x max|score| (GTPT-T COCO sample), 22
+# eps (GTPT-T whole-body sample), 22 eps (random-weight GTPT-S), 37 eps (random-weight GTPT-B) - summation order in
+# the MatMul / Softmax / ReduceSum kernels. Two scores each off by up to ~37 eps can swap when their gap is below ~74
 # eps; 128 eps covers that with margin and stays ~1000x below the gaps a changed weight or a broken op leaves (a
 # relative gap of 6e-3 in tests/test_parity_ties.py).
 TIE_RTOL = 128 * 2.0 ** -23
