@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import ARTIFACT, detector_options, echo_json, main, where_options
+from .main import ARTIFACT, detector_options, echo_json, main, show_progress, where_options
 
 
 @main.command("evaluate")
@@ -86,7 +86,7 @@ def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: 
 
     report = validate(baseline, candidates, ann, images, boxes=boxes, detector=detector, flip=not no_flip,
                       batch=batch, device=device, box_thr=box_thr, max_ap_drop=max_ap_drop, threads=threads,
-                      progress=True, provider=provider, baseline_device=baseline_device,
+                      progress=show_progress(), provider=provider, baseline_device=baseline_device,
                       detector_device=detector_device, detector_threads=detector_threads)
     if as_json:
         echo_json(report.to_dict())

@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         logging.getLogger().setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
+        ctx.meta["gtpt.quiet"] = param.name == "quiet"   # ctx.meta is shared by the group and its subcommand
 
 
 VERBOSITY = (
@@ -62,6 +63,12 @@ class ArtifactArg(click.ParamType):
 
 
 ARTIFACT = ArtifactArg()
+
+
+def show_progress() -> bool:
+    """Progress bars are info output: shown unless -q (before or after the subcommand) asked for warnings only."""
+    ctx = click.get_current_context(silent=True)
+    return not (ctx is not None and ctx.meta.get("gtpt.quiet", False))
 
 
 def echo_json(data: Any) -> None:
@@ -117,6 +124,8 @@ def main(verbose: bool, quiet: bool) -> None:
       gtpt-deploy run export/gtpt_t_coco_b1.onnx photos/ --detector rtmdet_nano.onnx
       gtpt-deploy validate models/gtpt_t_coco_sample.pth export/gtpt_t_coco_b1.onnx --ann val.json --images val/
     """
+    if quiet:
+        click.get_current_context().meta["gtpt.quiet"] = True
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
                         format="%(message)s")
     apply_thread_policy()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .main import ARTIFACT, detector_options, echo_json, main, where_options
+from .main import ARTIFACT, detector_options, echo_json, main, show_progress, where_options
 
 
 @main.command("run")
@@ -60,8 +60,8 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
     from ..runtime.run import run_inputs
 
     s = run_inputs(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
-                   device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force, progress=True,
-                   threads=threads, show=show, provider=provider, ann=ann, detector_device=detector_device,
+                   device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force,
+                   progress=show_progress(), threads=threads, show=show, provider=provider, ann=ann, detector_device=detector_device,
                    detector_threads=detector_threads)
     for f in s.failures:
         click.echo(f"failed: {f.error}", err=True)
