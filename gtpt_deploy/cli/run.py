@@ -61,8 +61,8 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
 
     s = run_inputs(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
                    device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force,
-                   progress=show_progress(), threads=threads, show=show, provider=provider, ann=ann, detector_device=detector_device,
-                   detector_threads=detector_threads)
+                   progress=show_progress(), threads=threads, show=show, provider=provider, ann=ann,
+                   detector_device=detector_device, detector_threads=detector_threads)
     for f in s.failures:
         click.echo(f"failed: {f.error}", err=True)
     if as_json:
