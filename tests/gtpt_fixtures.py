@@ -137,3 +137,23 @@ def write_fake_pose_onnx(path: Path, batch: int | None = None, num_keypoints: in
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def invoke_cli(args: list) -> object:
+    """``gtpt-deploy ARGS`` through click's test runner (paths may be Path objects)."""
+    from click.testing import CliRunner
+
+    from gtpt_deploy.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(res, code: int = 2) -> str:
+    """The single ``error: ...`` line of a failed CLI result (after any progress bar), checking exit code and that no
+    traceback was printed."""
+    assert res.exit_code == code, res.output
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [ln[ln.index("error: "):] for ln in res.stderr.splitlines() if "error: " in ln]
+    assert len(lines) == 1, res.output
+    return lines[0]

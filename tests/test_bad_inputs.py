@@ -29,7 +29,7 @@ from gtpt_deploy.models import read_checkpoint
 from gtpt_deploy.runtime.boxes import GroundTruthBoxes
 from gtpt_deploy.runtime import images
 from gtpt_deploy.runtime.images import load_image
-from gtpt_fixtures import COCO_VAL, PEOPLE, write_fake_pose_onnx
+from gtpt_fixtures import COCO_VAL, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
 
 pytest.importorskip("pycocotools")
 
@@ -37,17 +37,8 @@ ANN = COCO_VAL / "originals" / "mmpose_tests_data_coco_test_coco.json"     # 4 i
 WB_ANN = COCO_VAL.parent / "coco_wholebody_val_example" / "coco_wholebody_val_v1.0_5img.json"
 
 
-def _invoke(args: list) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(res, code: int = 2) -> str:
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    assert res.exception is None or isinstance(res.exception, SystemExit)
-    lines = [ln[ln.index("error: "):] for ln in res.stderr.splitlines() if "error: " in ln]  # after a progress bar
-    assert len(lines) == 1, res.output
-    return lines[0]
+_invoke = invoke_cli
+_one_line_error = one_line_error
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,14 @@ from click.testing import CliRunner
 
 from gtpt_deploy import artifacts, scratch
 from gtpt_deploy.cli import main
-from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx
+from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
 
 IMAGES = COCO_VAL / "images"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _invoke(args: list) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(res, code: int = 2) -> str:
-    assert res.exit_code == code, res.output
-    assert "Traceback" not in res.output
-    assert res.exception is None or isinstance(res.exception, SystemExit)
-    lines = [ln[ln.index("error: "):] for ln in res.stderr.splitlines() if "error: " in ln]
-    assert len(lines) == 1, res.output
-    return lines[0]
+_invoke = invoke_cli
+_one_line_error = one_line_error
 
 
 def _dead_pid() -> int:
