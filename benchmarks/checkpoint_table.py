@@ -100,6 +100,9 @@ def fmt(row: dict) -> str:
         d = r.get("delta_AP")
         who = r.get("precision") + (" ov" if r.get("provider") else "")
         verdict = "" if r.get("passed") is None else (" PASS" if r.get("passed") else " FAIL")
+        if ap is None:
+            cells.append(f"{who}: no AP")
+            continue
         cells.append(f"{who}: {ap:.4f}" + (f" ({d:+.4f}, {r.get('argmax_agreement'):.3f}){verdict}"
                                            if d is not None and r is not row["rows"][0] else ""))
     for target in ("tensorrt", "cpu"):
@@ -108,6 +111,10 @@ def fmt(row: dict) -> str:
         cells.append(f"calibrate {target}: {c.get('delta_AP', float('nan')):+.4f} on {c.get('eval', {}).get('persons')}"
                      f" {c.get('eval', {}).get('source')}, {len(steps)} step(s)")
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def name_json(ckpt: Path) -> str:
+    return f"{ckpt.stem}.row.json"
 
 
 def main() -> None:
@@ -120,6 +127,7 @@ def main() -> None:
     for ckpt in args.checkpoints:
         row = one(ckpt, args.work, args.shared / "data")
         rows.append(row)
+        (args.work / name_json(ckpt)).write_text(json.dumps(row, indent=1))
         print(fmt(row), flush=True)
     (args.work / "table.json").write_text(json.dumps(rows, indent=1))
 
