@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from .errors import ArtifactExistsError, OutputPathError
 from .inputs import Inputs
+from .leftovers import remove_dead_owners
 
 log = logging.getLogger(__name__)
 
@@ -225,35 +226,9 @@ def remove_folders(created: list[Path]) -> None:
 _TEMP_RE = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp(?:\.[A-Za-z0-9]+)?$")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:                      # EPERM: it exists, owned by someone else
-        return True
-    return True
-
-
 def clean_stale_temps(folder: Path) -> list[Path]:
     """Remove temporaries (``.<name>.<pid>.<random>.tmp``) in ``folder`` whose owner process is gone -> removed."""
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _TEMP_RE.match(entry.name)
-        if m and entry.is_file(follow_symlinks=False) and not _pid_alive(int(m.group(1))):
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                continue
-            log.info("removed %s, left by an interrupted earlier run", entry.path)
-            removed.append(Path(entry.path))
-    return removed
+    return remove_dead_owners(folder, _TEMP_RE, lambda e: e.is_file(follow_symlinks=False), os.unlink)
 
 
 def _write_error(path: Path, e: OSError) -> OutputPathError:

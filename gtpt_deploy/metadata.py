@@ -164,8 +164,6 @@ def load_onnx(model: "str | Path | bytes", source: str | None = None) -> "onnx.M
 
 def read_onnx_meta(model: "onnx.ModelProto | str | Path | bytes", source: str | None = None) -> ModelMeta:
     """The ``ModelMeta`` of an ONNX model given as a ModelProto, serialized bytes or a path."""
-    import onnx
-
     if isinstance(model, (str, Path, bytes, bytearray)):
         source = source or (str(model) if isinstance(model, (str, Path)) else None)
         model = load_onnx(model, source=source)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .artifacts import _pid_alive  # the liveness rule of the temporaries, shared
+from .leftovers import remove_dead_owners
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +25,11 @@ def clean_stale_scratch(folder: Path | None = None) -> list[Path]:
     """Remove scratch folders (``gtpt_<kind>_<pid>_<random>``) of this user in ``folder`` (default: the system temp
     folder) whose owner process is gone -> removed."""
     folder = Path(folder if folder is not None else tempfile.gettempdir())
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _SCRATCH_RE.match(entry.name)
-        try:
-            mine = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-        except OSError:
-            continue
-        if m and mine and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            log.info("removed %s, left by an interrupted earlier run", entry.path)
-            removed.append(Path(entry.path))
-    return removed
+
+    def mine(entry: os.DirEntry) -> bool:   # the system temp folder is shared: only this user's folders
+        return entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+
+    return remove_dead_owners(folder, _SCRATCH_RE, mine, lambda path: shutil.rmtree(path, ignore_errors=True))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from onnx import numpy_helper
 
 from gtpt_deploy import artifacts

@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from gtpt_deploy import artifacts, scratch
-from gtpt_deploy.cli import main
 from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
 
 IMAGES = COCO_VAL / "images"

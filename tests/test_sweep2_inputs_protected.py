@@ -11,9 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from gtpt_deploy.cli import main
 from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
 
 IMAGES = COCO_VAL / "images"
