@@ -53,7 +53,7 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
               help="Ground-truth boxes (default) or a COCO detection results JSON.")
 @detector_options
 @click.option("--max-ap-drop", type=float, default=None,
-              show_default="by precision: fp32 0, fp16 0.001, bf16 0.003, int8 0.005",
+              show_default="by precision: fp32 0, fp16 0.001, bf16 and int8 0.005",
               help="Largest allowed AP drop of every candidate, 0-1 AP (0.005 = half an AP point).")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
