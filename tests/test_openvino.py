@@ -116,7 +116,8 @@ def test_validate_gives_bf16_its_own_row_precision_and_budget(sample_onnx):
     row = report.rows[1]
     assert row.precision == "bf16" and row.budget == DEFAULT_BUDGETS["bf16"] > 0
     assert "bf16" in row.runner and row.kept_tokens is not None
-    assert DEFAULT_BUDGETS["bf16"] < DEFAULT_BUDGETS["int8"]
+    # bf16's AP drift reached -0.0046 on a checkpoint trained elsewhere (issue 17's table): INT8's budget, not FP16's
+    assert DEFAULT_BUDGETS["fp16"] < DEFAULT_BUDGETS["bf16"] == DEFAULT_BUDGETS["int8"]
 
 
 def test_missing_openvino_is_an_install_hint(fake_dyn, monkeypatch):
