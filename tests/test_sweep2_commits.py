@@ -150,9 +150,12 @@ def test_sigint_during_an_image_run_writes_the_results_so_far(tmp_path):
         import gtpt_deploy.runtime.draw as draw
         from gtpt_deploy.cli import main
         real = draw.draw_poses
+        calls = [0]
         def slow(*a, **k):
+            calls[0] += 1
             print("drawing", flush=True, file=sys.stderr)
-            time.sleep(0.2)
+            # from the 3rd image on, wait for the signal (a loaded machine must not finish the run first)
+            time.sleep(0.2 if calls[0] < 3 else 60)
             return real(*a, **k)
         draw.draw_poses = slow
         main(["run", {str(fake)!r}, {str(photos)!r}, "--out", {str(out)!r}, "--no-flip", "--json"])
