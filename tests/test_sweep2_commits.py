@@ -147,8 +147,12 @@ def test_sigint_during_an_image_run_writes_the_results_so_far(tmp_path):
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         import sys, time
+        import signal
         import gtpt_deploy.runtime.draw as draw
         from gtpt_deploy.cli import main
+        # a shell's background job (a CI runner, nohup ... &) starts with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: restore the handler a terminal's Ctrl-C meets
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         real = draw.draw_poses
         calls = [0]
         def slow(*a, **k):
