@@ -73,11 +73,11 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
     With --images: the whole `run` path (decode, boxes, crops, pose with flip, decoding; no drawing) on one
     artifact: images/s, persons/s and the share of time outside the pose model and the detector.
     Examples:
-      gtpt-deploy bench models/gtpt_t_coco_sample.pth export/gtpt_t_coco_dyn.onnx --torch-compile --threads 1
+      gtpt-deploy bench models/gtpt_t_coco_sample.pth export/gtpt_t_coco_bdyn.onnx --torch-compile --threads 1
       gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
-      gtpt-deploy bench export/gtpt_t_coco_dyn.onnx --images val2017/ --detector rtmdet_nano.onnx
+      gtpt-deploy bench export/gtpt_t_coco_bdyn.onnx --images val2017/ --detector rtmdet_nano.onnx
       gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
-      gtpt-deploy bench t_dyn.onnx t_dyn_fp16.onnx t_dyn_int8.onnx --ship --ann val.json --threads 1
+      gtpt-deploy bench t_bdyn.onnx t_bdyn_fp16.onnx t_bdyn_int8.onnx --ship --ann val.json --threads 1
     """
     from ..runners.base import check_batch_size
 

@@ -9,7 +9,8 @@ from ..errors import GtptError, MissingDependencyError, UnknownModelError
 try:  # the one gate for torch: export, .pth runners and create_model all come through this package
     import torch
 except ImportError as e:  # a runtime-only install (no [export] extra)
-    raise MissingDependencyError("torch", "export", "Working with PyTorch checkpoints (export, .pth runners, the model table)") from e
+    # (`gtpt-deploy models` reads the stored variant table and needs no torch: not named here)
+    raise MissingDependencyError("torch", "export", "Working with PyTorch checkpoints (export, .pth runners)") from e
 from .checkpoint import detect_variant, load_into, read_checkpoint, save_checkpoint
 from .gtpt import GTPT, VARIANTS, GTPTConfig
 
