@@ -157,3 +157,15 @@ def one_line_error(res, code: int = 2) -> str:
     lines = [ln[ln.index("error: "):] for ln in res.stderr.splitlines() if "error: " in ln]
     assert len(lines) == 1, res.output
     return lines[0]
+
+
+def another_writer_first(monkeypatch, module, name: str, path: Path, data: bytes) -> None:
+    """Make ``module.name`` first write ``data`` to ``path``, then do its work: another writer to the same output
+    that commits while this one is still working (both passed the up-front check)."""
+    real = getattr(module, name)
+
+    def finish_while_the_other_finishes(*a, **k):
+        Path(path).write_bytes(data)
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, finish_while_the_other_finishes)

@@ -28,7 +28,7 @@ from gtpt_deploy.models import read_checkpoint
 from gtpt_deploy.runtime.boxes import GroundTruthBoxes
 from gtpt_deploy.runtime import images
 from gtpt_deploy.runtime.images import load_image
-from gtpt_fixtures import COCO_VAL, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
+from gtpt_fixtures import COCO_VAL, PEOPLE, write_fake_pose_onnx, another_writer_first, invoke_cli, one_line_error
 
 pytest.importorskip("pycocotools")
 
@@ -191,13 +191,7 @@ def test_export_loses_a_race_for_its_output_without_force(seed0_t_checkpoint, tm
     import gtpt_deploy.export.onnx as ex
 
     out = tmp_path / "t.onnx"
-    real = ex.check_parity
-
-    def parity_while_another_export_finishes(*a, **k):
-        out.write_bytes(b"the other export")
-        return real(*a, **k)
-
-    monkeypatch.setattr(ex, "check_parity", parity_while_another_export_finishes)
+    another_writer_first(monkeypatch, ex, "check_parity", out, b"the other export")
     line = _one_line_error(_invoke(["export", "--checkpoint", seed0_t_checkpoint, "--output", out, "--samples",
                                     PEOPLE / "zidane.jpg"]))
     assert "created by someone else" in line

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gtpt_deploy import artifacts, scratch
-from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx, invoke_cli, one_line_error
+from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN, PEOPLE, write_fake_pose_onnx, another_writer_first, invoke_cli, one_line_error
 
 IMAGES = COCO_VAL / "images"
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +48,7 @@ def test_two_fp16_to_one_output_cannot_both_succeed(fake, tmp_path, monkeypatch)
     import gtpt_deploy.export.fp16 as fp16
 
     out = tmp_path / "same.onnx"
-    real = fp16.to_fp16
-
-    def convert_while_the_other_finishes(*a, **k):
-        out.write_bytes(b"the other fp16")
-        return real(*a, **k)
-
-    monkeypatch.setattr(fp16, "to_fp16", convert_while_the_other_finishes)
+    another_writer_first(monkeypatch, fp16, "to_fp16", out, b"the other fp16")
     line = _one_line_error(_invoke(["fp16", fake, "-o", out]))
     assert "created by someone else" in line
     assert out.read_bytes() == b"the other fp16" and sorted(p.name for p in tmp_path.iterdir()) == ["fake.onnx",
@@ -65,13 +59,8 @@ def test_two_calibrates_to_one_output_cannot_both_succeed(fake, tmp_path, monkey
     import gtpt_deploy.calib.calibrate as cal
 
     out = tmp_path / "same.onnx"
-    real = cal.write_onnx_meta   # called once the INT8 model is final, on every path (budget search or not)
-
-    def finish_while_the_other_finishes(*a, **k):
-        out.write_bytes(b"the other int8")
-        return real(*a, **k)
-
-    monkeypatch.setattr(cal, "write_onnx_meta", finish_while_the_other_finishes)
+    # write_onnx_meta is called once the INT8 model is final, on every path (budget search or not)
+    another_writer_first(monkeypatch, cal, "write_onnx_meta", out, b"the other int8")
     line = _one_line_error(_invoke(_calibrate_args(fake, "-o", out)))
     assert "created by someone else" in line and out.read_bytes() == b"the other int8"
     assert not (tmp_path / "calib").exists()           # its ranges and cache went with it
@@ -235,13 +224,7 @@ def test_two_builds_to_one_engine_cannot_both_succeed(fake_trt, fake, tmp_path, 
     import gtpt_deploy.engines.build as build
 
     out = tmp_path / "same.engine"
-    real = build._inspect
-
-    def inspect_while_the_other_finishes(*a, **k):
-        out.write_bytes(b"the other engine")
-        return real(*a, **k)
-
-    monkeypatch.setattr(build, "_inspect", inspect_while_the_other_finishes)
+    another_writer_first(monkeypatch, build, "_inspect", out, b"the other engine")
     line = _one_line_error(_invoke(["build", fake, "--batch", "1", "-o", out]))
     assert "created by someone else" in line and out.read_bytes() == b"the other engine"
     assert not (tmp_path / "same.engine.json").exists()
