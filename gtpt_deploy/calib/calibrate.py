@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, check_writable, int8_path, sha256_file
+from ..artifacts import ArtifactSet, Inputs, calib_paths, check_outputs, int8_path, sha256_file
 from ..coco import load_annotations
 from ..errors import ArtifactError, GtptError
 from ..eval.validate import DEFAULT_BUDGETS, check_layouts
@@ -199,8 +199,8 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
     found, reused_from = _reusable(ranges, ranges_path, manifest, force, need)
     own = reused_from is not None and reused_from.resolve() == ranges_path.resolve()   # reused this output's file
     same_cache = own and found is not None and cache_path.is_file() and cache_path.read_text() == trt_cache_text(found)
-    for p in [] if same_cache else [cache_path] if own else [ranges_path, cache_path]:   # replaced only with --force
-        check_writable(p, force)
+    # the files this will write: replaced only with --force, never one of the inputs (checked before minutes of work)
+    check_outputs([] if same_cache else [cache_path] if own else [ranges_path, cache_path], force, inputs=inputs)
     seconds: dict[str, float] = {}
     if found is None:
         t = time.perf_counter()
@@ -210,8 +210,6 @@ def calibrate_int8(onnx_model: str | os.PathLike[str], ann: str | os.PathLike[st
         found = from_ort(collect_ranges(model, crops.crops, method), manifest)
         check_ranges(found, f"ranges computed from {src.name}", need, computed=True)
         seconds["calibrate"] = time.perf_counter() - t
-        # the folder; an existing file was refused or accepted above; never one of the inputs
-        check_outputs((ranges_path, cache_path), True, inputs=inputs)
     else:
         report(f"reusing ranges {reused_from} (same model, data and method)")
     data = to_ort(found)
