@@ -44,7 +44,7 @@ class DemoResult:
         return {"out_dir": str(self.out_dir), "detector": None if self.detector is None else str(self.detector),
                 "onnx": str(self.export.onnx_path), "calibration_ann": None if self.calib_ann is None else str(
                     self.calib_ann), "int8": None if self.calibration is None else self.calibration.to_dict(),
-                "run": self.run.to_dict() if hasattr(self.run, "to_dict") else None,
+                "run": self.run.to_dict(),
                 "validation": self.validation.to_dict(), "passed": bool(self.run.ok and self.validation.passed)}
 
 

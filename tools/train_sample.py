@@ -277,7 +277,7 @@ def main() -> None:
         msg = f"epoch {epoch} loss {total / len(x):.4f} {minutes:.1f} min"
         last = epoch == args.epochs or (args.max_minutes and minutes >= args.max_minutes)
         if epoch % args.save_every == 0 or last:
-            err = pixel_error(model, *exact[:3], cfg.split_ratio, device)
+            err = pixel_error(model, *exact, cfg.split_ratio, device)
             msg += f" train-crop error {err:.2f} px"
             meta.update(epochs=epoch, train_minutes=round(minutes, 1), train_crop_error_px=round(err, 3))
             if probe is not None:

@@ -55,7 +55,7 @@ class ValidationRow:
     max_disp_px: float
     within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline); see also ``passed``
     model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
-    precision: str = "fp32"         # the artifact's gtpt.precision
+    precision: str = "fp32"         # the precision it ran in: gtpt.precision, or bf16 (OpenVINO bf16 run)
     budget: float = 0.0             # the AP drop allowed for this row (0-1)
     kept_tokens: tuple[float, ...] | None = None   # per pruning stage: fraction of the baseline's kept tokens kept
     lineage: str = "baseline"       # derived / other / unknown: what the recorded hashes say (eval/lineage.py)
