@@ -81,6 +81,8 @@ def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: 
           --boxes COCO_val2017_detections_AP_H_56_person.json --max-ap-drop 0.001 --json
       gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx --ann val.json --images val2017/ \\
           --baseline-device cpu --device cuda --provider cuda
+      gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_int8.onnx --ann val.json --images val2017/ \\
+          --provider openvino:bf16
     """
     from ..eval.validate import validate
 

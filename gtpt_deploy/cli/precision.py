@@ -106,6 +106,7 @@ def calibrate_cmd(model: Path, ann: Path, images: Path, num: int | None, method:
       gtpt-deploy calibrate export/gtpt_t_coco_bdyn.onnx --ann train.json --images train/ --num 64 --target cpu
       gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann train.json --images train/ \\
           --eval-ann val.json --eval-images val/ --max-ap-drop 0.01 --json
+      gtpt-deploy calibrate export/gtpt_t_coco_b1.onnx --ann train.json --images train/ --max-ap-drop none
     """
     from ..calib import calibrate_int8
 

@@ -56,6 +56,7 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
       gtpt-deploy run models/gtpt_t_coco.pth val2017/ --boxes detections.json --out runs/val --no-draw
       gtpt-deploy run export/gtpt_t_coco_b1.onnx val2017/ --ann val.json --boxes gt --out runs/gt --json
       gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
+      gtpt-deploy run export/gtpt_t_coco_bdyn.onnx photos/ --detector det.onnx --provider openvino --batch 8
     """
     from ..runtime.run import run_inputs
 
@@ -81,7 +82,8 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
 @click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Person detector ONNX  [default: $GTPT_DETECTOR, else ../shared's RTMDet-nano if present]")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of the pose backends.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (the stages' lines go to stderr).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object on stdout (the stages' lines go to stderr).")
 def demo_cmd(out_dir: Path, checkpoint: Path | None, detector: Path | None, threads: int | None,
              as_json: bool) -> None:
     """The whole pipeline on the bundled sample: export -> run detector + pose -> validate ONNX vs PyTorch.
