@@ -210,6 +210,9 @@ def main() -> None:
                                    "the best-AP weights become --out")
     ap.add_argument("--target-ap", type=float, default=0.0, help="stop once --eval's AP reaches this")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tune) instead of random")
+    ap.add_argument("--cosine", type=float, default=0.0, metavar="END",
+                    help="cosine LR decay over --epochs down to END x --lr (0: constant LR after the warm-up); "
+                         "a lower LR at the end settles a fine-tune whose jittered views keep the loss noisy")
     ap.add_argument("--jitter", default="", help="SHIFT,SCALE,ROT box jitter per epoch, e.g. 0.08,0.15,20 "
                                                  "(fractions of the box, degrees); default: exact GT boxes")
     args = ap.parse_args()
@@ -242,14 +245,25 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = math.ceil(len(x) / args.batch)
     warmup = min(200, steps_per_epoch * 5)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    total_steps = steps_per_epoch * args.epochs
+
+    def lr_factor(step: int) -> float:
+        ramp = min(1.0, (step + 1) / warmup)
+        if not args.cosine:
+            return ramp
+        decay = 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return ramp * (args.cosine + (1 - args.cosine) * decay)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     gen = torch.Generator().manual_seed(args.seed)
     probe = APProbe(args.eval, cfg.num_keypoints, cfg.image_size) if args.eval else None
     best_ap = -1.0
     start = time.time()
     meta = {"what": "MEMORIZED sample checkpoint for pipeline tests, NOT a general pose model",
             "trained_on": ", ".join(_rel(d) for d in args.data), "persons": len(persons), "seed": args.seed,
-            "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}, batch {args.batch}, flip views"
+            "recipe": f"SimCC KL, sigma {args.sigma} bins, Adam lr {args.lr}"
+                      f"{f' (cosine to x{args.cosine} over {args.epochs} epochs)' if args.cosine else ''}"
+                      f", batch {args.batch}, flip views"
                       f"{', bf16 autocast' if args.amp else ''}"
                       f"{f', box jitter shift/scale/rot {args.jitter}' if jitter else ', exact GT boxes'}",
             "tool": "tools/train_sample.py"}
