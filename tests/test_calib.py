@@ -119,7 +119,7 @@ def _grouped_model(path):
                           [io("simcc_x", ["b", 17, 384]), io("simcc_y", ["b", 17, 512])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    from gtpt_deploy.models.gtpt import VARIANTS
+    from gtpt_deploy.models.variants import VARIANTS
 
     write_onnx_meta(m, ModelMeta.for_config(VARIANTS["gtpt_t_coco"], None))
     onnx.save(m, str(path))

@@ -122,7 +122,7 @@ def test_runtime_without_torch_runs_onnx_and_names_the_export_extra(fake_dyn, sh
             r = CliRunner().invoke(main, args)
             lines = r.stderr.strip().splitlines()
             assert r.exit_code == 2 and len(lines) == 1 and "pip install 'gtpt-deploy[export]'" in lines[0], r.output
-        r = CliRunner().invoke(main, ["models"])  # the table is stored data (variant_table), no torch needed
+        r = CliRunner().invoke(main, ["models"])  # the table is stored data (models.variants), no torch needed
         assert r.exit_code == 0 and "gtpt_b_wholebody" in r.output, r.output
         print("ok")
     """)
