@@ -187,3 +187,30 @@ def test_calibrate_cli_json_and_one_line_errors(tmp_path):
                                                        data["ranges"]])
     assert other_data.exit_code == 2 and "computed for another calibration data" in other_data.output
     assert len(other_data.output.strip().splitlines()) == 1
+
+
+def test_session_infer_releases_its_session(fake_dyn, monkeypatch):
+    """The evaluation set's infer function owns an ONNX Runtime session: closed by `with`, by close(), or when the
+    function is dropped (it used to stay active until garbage collection; issue 19)."""
+    import gc
+
+    import onnx
+
+    import gtpt_deploy.runners as runners
+    from gtpt_deploy.calib.evalset import session_infer
+
+    made, real = [], runners.create_runner
+    monkeypatch.setattr(runners, "create_runner", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    model = onnx.load(str(fake_dyn))
+    with session_infer(model) as infer:
+        x, _ = infer(np.zeros((2, 3, 256, 192), np.float32))
+        assert x.shape[0] == 2 and made[0].is_active
+    assert not made[0].is_active
+    gc.disable()   # dropping the function releases the session at once, not at the collector's next run
+    try:
+        infer = session_infer(model)
+        assert made[1].is_active
+        del infer
+        assert not made[1].is_active
+    finally:
+        gc.enable()
