@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..bundled import DEMO_ANN
 from ..errors import GtptError
 from ..runners import backends_for
 from ..runners.base import check_batch_size
@@ -26,7 +27,6 @@ from . import bench_worker
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 #: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
-DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 
 
 @dataclass
