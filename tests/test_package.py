@@ -196,3 +196,25 @@ def test_writing_a_triton_repository_needs_the_triton_extra_and_the_readme_says_
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     installs = readme[readme.index("**Installs.**"):].split("\n\n")[0]
     assert "`[triton]`" in installs and "`gtpt-deploy triton`" in installs
+
+
+def test_missing_onnxruntime_is_named_a_base_dependency_not_the_gpu_extra():
+    """onnxruntime is a base dependency: its absence is a broken install, and the [gpu] extra the message used to name
+    would add onnxruntime-gpu, which clashes with it (issue 19)."""
+    result = _run("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "onnxruntime":
+                    raise ImportError("hidden")
+        sys.meta_path.insert(0, Block())
+        from gtpt_deploy.errors import MissingDependencyError
+        from gtpt_deploy.runners.ort import import_onnxruntime
+        try:
+            import_onnxruntime()
+        except MissingDependencyError as e:
+            print(e)
+    """)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "pip install onnxruntime" in line and "[gpu]" not in line and "gtpt-deploy install" in line
