@@ -140,7 +140,7 @@ class ModelMeta:
 
 def _float32(values: tuple[float, ...]) -> tuple[float, ...]:
     """The float32 values the crops are normalized with (runtime/transforms.py), as Python floats: what every
-    artifact has recorded since the first export (0.485 -> 0.48500001430511475), so the metadata stays byte-identical."""
+    artifact has recorded since the first export (0.485 -> 0.48500001430511475), so metadata stays byte-identical."""
     return tuple(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
 
 

@@ -5,8 +5,8 @@ what the plan was built with (TensorRT version, GPU compute capability). Plans o
 that built them and are tuned for one GPU architecture, so both are compared *before* deserializing and a mismatch
 is refused with one line that says which and gives the ``gtpt-deploy build`` command that rebuilds it.
 
-Device memory goes through :mod:`gtpt_deploy.tensorrt.cuda_mem` (cuda-python, no torch, no pycuda): buffers for the profile's largest
-batch are allocated once per activation, addresses are bound once, and each call is
+Device memory goes through :mod:`gtpt_deploy.tensorrt.cuda_mem` (cuda-python, no torch, no pycuda): buffers for the
+profile's largest batch are allocated once per activation, addresses are bound once, and each call is
 ``set_input_shape`` (dynamic profiles) -> copy in -> ``execute_async_v3`` -> copy out -> synchronize, all on one stream.
 This module and ``engines/`` are the only ones that touch ``tensorrt`` (through :mod:`gtpt_deploy.tensorrt.api`).
 """

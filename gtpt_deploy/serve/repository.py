@@ -9,9 +9,9 @@
 * ``pipeline=True`` adds ``gtpt_pipeline`` (:mod:`.pipeline_model`): image bytes in, persons out.
 
 Everything comes from the artifact's own metadata (:func:`~gtpt_deploy.metadata.read_onnx_meta`, the engine
-sidecar, read by :func:`~gtpt_deploy.tensorrt.sidecar.read_engine_sidecar` like the runner does). The repository is built
-in a temporary folder beside ``repo`` and put in place only when complete (:mod:`.commit`): nothing half-written on
-failure, and ``force`` replaces only what an earlier write's manifest lists. No torch import.
+sidecar, read by :func:`~gtpt_deploy.tensorrt.sidecar.read_engine_sidecar` like the runner does). The repository is
+built in a temporary folder beside ``repo`` and put in place only when complete (:mod:`.commit`): nothing
+half-written on failure, and ``force`` replaces only what an earlier write's manifest lists. No torch import.
 """
 
 from __future__ import annotations
