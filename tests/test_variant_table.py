@@ -77,3 +77,16 @@ def test_registry_and_metadata_need_no_torch_and_create_model_names_the_extra():
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["torch"] is False and len(got["errors"]) == 3
     assert all("pip install 'gtpt-deploy[export]'" in e for e in got["errors"])
+
+
+def test_metadata_records_the_normalization_the_crops_use():
+    """One source for MEAN/STD (models.variants): the metadata every artifact records holds exactly the float32 values
+    runtime/transforms normalizes crops with, as it did when metadata imported them from transforms."""
+    from gtpt_deploy.metadata import ModelMeta
+    from gtpt_deploy.models.variants import VARIANTS
+    from gtpt_deploy.runtime.transforms import MEAN_RGB, STD_RGB
+
+    meta = ModelMeta.for_config(VARIANTS["gtpt_t_coco"], batch=1)
+    assert meta.mean == tuple(float(v) for v in MEAN_RGB) == (0.48500001430511475, 0.4560000002384186,
+                                                              0.4059999883174896)
+    assert meta.std == tuple(float(v) for v in STD_RGB)
