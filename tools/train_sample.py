@@ -127,11 +127,11 @@ def _affine(center: np.ndarray, scale: np.ndarray, input_size, angle: float = 0.
 
 
 def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 192), jitter=None,
-                  rng: np.random.Generator | None = None, cache: dict | None = None):
+                  rng: np.random.Generator | None = None, cache: dict | None = None, exact_share: float = 0.25):
     """Crops (N,3,H,W) float32 normalized, joints in crop pixels (N,K,2) and weights (N,K); flipped copies appended.
 
     ``jitter`` = (shift, scale, rot): random box shift (fraction of box w/h), scale factor range and rotation in
-    degrees, drawn from ``rng``; one view in four stays exact so GT-box accuracy is kept.
+    degrees, drawn from ``rng``; a share ``exact_share`` of the views stays exact so GT-box accuracy is kept.
     """
     h, w = input_size
     crops, joints, weights = [], [], []
@@ -139,7 +139,7 @@ def build_samples(persons: list[dict], flip_index: np.ndarray, input_size=(256, 
     for p in persons:
         box = np.asarray(p["box"], np.float32).copy()
         angle = 0.0
-        if jitter is not None and rng.random() >= 0.25:
+        if jitter is not None and rng.random() >= exact_share:
             shift, scale, rot = jitter
             box[:2] += rng.uniform(-shift, shift, 2) * box[2:]
             grow = rng.uniform(1.0 - scale, 1.0 + scale)
@@ -248,6 +248,8 @@ def main() -> None:
     ap.add_argument("--cosine", type=float, default=0.0, metavar="END",
                     help="cosine LR decay over --epochs down to END x --lr (0: constant LR after the warm-up); "
                          "a lower LR at the end settles a fine-tune whose jittered views keep the loss noisy")
+    ap.add_argument("--exact-share", type=float, default=0.25,
+                    help="with --jitter: share of the views per epoch that keep their box exactly")
     ap.add_argument("--detector", type=Path, help="person detector ONNX: also train on its boxes of the training "
                                                   "images (matched to GT persons, IoU >= 0.5)")
     ap.add_argument("--jitter", default="", help="SHIFT,SCALE,ROT box jitter per epoch, e.g. 0.08,0.15,20 "
@@ -305,7 +307,7 @@ def main() -> None:
                       f"{f' (cosine to x{args.cosine} over {args.epochs} epochs)' if args.cosine else ''}"
                       f", batch {args.batch}, flip views"
                       f"{', bf16 autocast' if args.amp else ''}"
-                      f"{f', box jitter shift/scale/rot {args.jitter}' if jitter else ', exact GT boxes'}",
+                      f"{f', box jitter shift/scale/rot {args.jitter} ({args.exact_share:.0%} exact)' if jitter else ', exact GT boxes'}",
             "tool": "tools/train_sample.py"}
     if args.detector:
         meta["detector_views"] = f"{len(persons) - num_gt} boxes of {_rel(str(args.detector))} (IoU >= 0.5 to a GT person)"
@@ -313,7 +315,8 @@ def main() -> None:
         meta["initialized_from"] = os.path.relpath(args.init)
     for epoch in range(1, args.epochs + 1):
         if jitter is not None:  # fresh boxes every epoch; targets follow the jittered joints
-            x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size, jitter, aug_rng, image_cache)
+            x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size, jitter, aug_rng, image_cache,
+                                               args.exact_share)
             tx = simcc_targets(joints, bins_x, cfg.split_ratio, args.sigma, 0)
             ty = simcc_targets(joints, bins_y, cfg.split_ratio, args.sigma, 1)
         perm = torch.randperm(len(x), generator=gen)
