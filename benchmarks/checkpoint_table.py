@@ -39,7 +39,7 @@ def variant_of(ckpt: Path) -> str:
     return detect_variant(read_checkpoint(ckpt)[0])
 
 
-def one(ckpt: Path, work: Path, data: Path) -> dict:
+def one(ckpt: Path, work: Path, data: Path, openvino: bool = True) -> dict:
     name = ckpt.stem
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +69,8 @@ def one(ckpt: Path, work: Path, data: Path) -> dict:
                         "--force"], out / f"calibrate_{target}.log")
         row[f"int8_{target}_rc"] = rc
         row[f"int8_{target}_calibrate"] = {k: cal.get(k) for k in (
-            "output", "crops", "available_persons", "fp32_AP", "int8_AP", "delta_AP", "argmax_agreement",
-            "budget_search", "steps", "recipe") if k in cal}
+            "output", "crops", "available_persons", "fp32_AP", "int8_AP", "delta_AP", "delta_AP_lower_bound",
+            "argmax_agreement", "budget_search", "steps", "recipe") if k in cal}
         row[f"int8_{target}_calibrate"]["eval"] = {k: (cal.get("eval") or {}).get(k) for k in ("source", "persons")}
         if rc == 0 and cal.get("output"):
             files.append(cal["output"])
@@ -80,6 +80,8 @@ def one(ckpt: Path, work: Path, data: Path) -> dict:
     keys = ("artifact", "runner", "precision", "AP", "delta_AP", "budget", "argmax_agreement", "within_budget",
             "kept_tokens", "same_model", "lineage", "passed")
     row["rows"] = [{k: r.get(k) for k in keys} for r in val.get("rows", [])]
+    if not openvino:
+        return row
     # OpenVINO bf16 (issue 20): the FP32 file and the TensorRT-form INT8 file run by OpenVINO at bf16, own rows
     int8_trt = row.get("int8_tensorrt_calibrate", {}).get("output")
     rc, ov = gtpt(["validate", str(ckpt), str(onnx), *([int8_trt] if int8_trt else []), "--ann", str(val_ann),
@@ -108,8 +110,15 @@ def fmt(row: dict) -> str:
     for target in ("tensorrt", "cpu"):
         c = row.get(f"int8_{target}_calibrate") or {}
         steps = c.get("steps") or []
-        cells.append(f"calibrate {target}: {c.get('delta_AP', float('nan')):+.4f} on {c.get('eval', {}).get('persons')}"
-                     f" {c.get('eval', {}).get('source')}, {len(steps)} step(s)")
+        if not c.get("steps"):
+            cells.append(f"calibrate {target}: failed (exit {row.get(f'int8_{target}_rc')})")
+            continue
+        first, last = steps[0], steps[-1]
+        cells.append(f"calibrate {target}: {first['delta_AP']:+.4f} (bound {first.get('delta_AP_lower_bound', 0):+.4f})"
+                     + (f" -> {last['delta_AP']:+.4f} (bound {last.get('delta_AP_lower_bound', 0):+.4f}) with "
+                        f"[{', '.join(last['float_groups'])}] float" if len(steps) > 1 else "")
+                     + f" on {c.get('eval', {}).get('persons')} {c.get('eval', {}).get('source')}, "
+                       f"{len(steps)} step(s)")
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -122,10 +131,11 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/gtpt_checkpoint_table"))
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("GTPT_SHARED", "../shared")))
+    ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO bf16 validation (issue 20)")
     args = ap.parse_args()
     rows = []
     for ckpt in args.checkpoints:
-        row = one(ckpt, args.work, args.shared / "data")
+        row = one(ckpt, args.work, args.shared / "data", not args.no_openvino)
         rows.append(row)
         (args.work / name_json(ckpt)).write_text(json.dumps(row, indent=1))
         print(fmt(row), flush=True)
