@@ -66,6 +66,7 @@ def test_calibrate_measures_on_held_out_persons_by_default(fake):
     assert info["delta_AP_lower_bound"] == b.lower and info["eval"]["bound"]["persons"] == m.persons
     assert info["eval"]["bound"]["seed"] == 0 and info["eval"]["bound"]["resamples"] == 2000
     assert res.steps[-1].lower == b.lower
+    assert f"--eval-ann with >= 200 persons" in report and res.to_dict()["eval"]["persons_to_resolve_budget"] == 200
 
 
 def test_calibrate_cli_defaults_run_on_the_bundled_data_and_print_the_measurement(fake):
@@ -108,7 +109,7 @@ def test_default_budget_runs_the_layer_search_on_its_own(tmp_path, monkeypatch):
         return f
 
     monkeypatch.setattr(budget_mod, "session_infer", infer)
-    monkeypatch.setattr(budget_mod, "score_crops", lambda f, *a, **k: _fake_score(f.model))
+    monkeypatch.setattr(budget_mod, "score_crops", lambda f, crops, *a, **k: _fake_score(f.model, len(crops)))
     src = tmp_path / "g.onnx"
     _grouped_model(src)
     lines: list[str] = []

@@ -10,6 +10,7 @@ any step fails. No torch import.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -35,6 +36,12 @@ from .ranges import Manifest, Ranges, check_ranges, check_reusable, from_ort, re
 log = logging.getLogger(__name__)
 #: The default AP budget: validate's INT8 budget, taken from the one place that defines it.
 INT8_BUDGET: float = DEFAULT_BUDGETS["int8"]
+
+
+def persons_to_resolve(max_ap_drop: float | None) -> int:
+    """Persons a measured set needs before one person lost (OKS-NMS, a missed keypoint set) moves AP by no more
+    than the budget: ceil(1 / budget) (200 for 0.005); 0 without a budget."""
+    return 0 if not max_ap_drop else math.ceil(1 / max_ap_drop - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,8 @@ class CalibrationResult:
                 "delta_AP_lower_bound": None if self.bound is None else self.bound.lower,
                 "bound": None if self.bound is None else self.bound.to_dict(),
                 "argmax_agreement": self.argmax_agreement,
-                "eval": None if self.measured is None else self.measured.to_dict(),
+                "eval": None if self.measured is None else {
+                    **self.measured.to_dict(), "persons_to_resolve_budget": persons_to_resolve(self.max_ap_drop)},
                 "max_ap_drop": self.max_ap_drop, "budget_search": self.search_engaged,
                 "steps": [s.to_dict() for s in self.steps],
                 "fusion": self.fusion.to_dict() if self.fusion else None, "seconds": self.seconds,
@@ -135,6 +143,12 @@ class CalibrationResult:
                          + ("" if b is None else f", {b.confidence:.0%} lower bound {b.lower:+.4f} on {b.persons} "
                                                  f"persons")
                          + f", argmax agreement {self.argmax_agreement:.4f}; {budget}")
+            few = self.measured.persons < persons_to_resolve(self.max_ap_drop)
+            if few and self.max_ap_drop is not None:
+                lines.append(f"  note: one person lost or found moves AP by ~{1 / self.measured.persons:.3f} on "
+                             f"{self.measured.persons} persons, more than the budget: the bound covers the noise these "
+                             f"persons show, not a loss none of them shows; --eval-ann with >= "
+                             f"{persons_to_resolve(self.max_ap_drop)} persons of your data resolves the budget")
         if self.fusion is not None:
             lines.append("  " + self.fusion.format())
         lines.append("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
