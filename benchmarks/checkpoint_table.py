@@ -77,8 +77,8 @@ def one(ckpt: Path, work: Path, data: Path, openvino: bool = True) -> dict:
     rc, val = gtpt(["validate", str(ckpt), str(onnx), *[f for f in files if f], "--ann", str(val_ann),
                     "--images", str(val_img)], out / "validate.log")
     row["validate_rc"] = rc
-    keys = ("artifact", "runner", "precision", "AP", "delta_AP", "budget", "argmax_agreement", "within_budget",
-            "kept_tokens", "same_model", "lineage", "passed")
+    keys = ("artifact", "runner", "precision", "AP", "wholebody", "delta_AP", "budget", "argmax_agreement",
+            "within_budget", "kept_tokens", "same_model", "lineage", "passed")
     row["rows"] = [{k: r.get(k) for k in keys} for r in val.get("rows", [])]
     if not openvino:
         return row
@@ -97,7 +97,7 @@ def fmt(row: dict) -> str:
     cells = [row["checkpoint"], row["variant"],
              (f"yes, {len(ties)} near-tie(s)" if row.get("export_rc") == 0 else f"NO ({row.get('export_rc')})")]
     for r in row.get("rows") or []:
-        ap = r.get("AP")
+        ap = r.get("AP") if r.get("AP") is not None else r.get("wholebody")     # COCO-WholeBody: its headline
         ap = ap.get("AP") if isinstance(ap, dict) else ap
         d = r.get("delta_AP")
         who = r.get("precision") + (" ov" if r.get("provider") else "")
