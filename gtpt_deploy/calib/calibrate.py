@@ -3,8 +3,8 @@
 ``calibrate_int8`` composes the pieces: which persons calibrate and which measure (``calib.data``), crops
 (``runtime.crops``), ranges (collected, or reused when the manifest matches and ``ranges.check_ranges`` accepts them),
 the recipe (``calib.int8``) measured against FP32 by default and widened by ``calib.budget``'s layer search when the
-lower confidence bound of its ΔAP (``calib.noise``) misses the budget, the CPU fusion check for the ``cpu`` target, metadata, and atomic writes. Nothing is written when
-any step fails. No torch import.
+lower confidence bound of its ΔAP (``calib.noise``) misses the budget, the CPU fusion check for the ``cpu`` target,
+metadata, and atomic writes. Nothing is written when any step fails. No torch import.
 """
 
 from __future__ import annotations

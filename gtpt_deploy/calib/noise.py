@@ -13,14 +13,18 @@ ground truth, so COCO AP is the 101-point interpolated precision over the predic
 the ten OKS thresholds, with a prediction a true positive where its OKS (as COCOeval computes it: labelled
 keypoints, the GT area; COCO-WholeBody: all 133 points and their sigmas) reaches the threshold; a prediction the
 official OKS-NMS drops leaves its person unfound (on the sharper sigma-2 checkpoint that single dropped person was
-the whole INT8 loss of -0.0069 on 137 persons). Cross-person matches are left out (rare with GT boxes;
-``benchmarks/int8_noise.py`` prints this AP next to COCOeval's). INT8 moves the confidences as well as the positions, and the ranking they give is where most of its
-AP loss was measured, so both are resampled: persons are drawn with replacement ``RESAMPLES`` times, the same draws
-for FP32 and INT8 (paired), from a generator seeded by the caller.
+the whole INT8 loss of -0.0069 on 137 persons), one on an ignored region (crowd, a person without keypoints) counts
+neither way. Cross-person matches are left out (rare with GT boxes; ``benchmarks/int8_noise.py`` prints this AP
+next to COCOeval's: equal on the checkpoints measured). INT8 moves the confidences as well as the positions, so the
+ranking and the NMS too; all of it is resampled: persons are drawn with replacement ``RESAMPLES`` times, the same
+draws for FP32 and INT8 (paired), from a generator seeded by the caller.
 
 Properties the search relies on: the margin grows as the measured set shrinks (about 1/sqrt(n)); it is exactly 0
 when the INT8 predictions equal FP32's (every resample has ΔAP* = 0), so a recipe that approaches FP32 narrows it;
-it never makes the bound higher than the point estimate. No torch import.
+it never makes the bound higher than the point estimate. What it cannot do: see a loss that none of the measured
+persons shows. With n persons one person lost moves AP by ~1/n, so fewer than 1/budget persons (200 for 0.005)
+cannot rule out a loss larger than the budget by themselves, whatever the bound says (``calibrate`` says so).
+No torch import.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ class ApBound:
     def to_dict(self) -> dict[str, Any]:
         return {"delta_AP": self.delta_ap, "lower_bound": self.lower, "margin": self.margin,
                 "persons": self.persons, "confidence": self.confidence, "resamples": self.resamples,
-                "seed": self.seed, "method": "paired bootstrap of COCO AP over persons (GT boxes: one prediction per person)"}
+                "seed": self.seed,
+                "method": "paired bootstrap of COCO AP over persons (GT boxes: one prediction per person)"}
 
     def format(self) -> str:
         return (f"ΔAP {self.delta_ap:+.4f}, {self.confidence:.0%} lower bound {self.lower:+.4f} on "
@@ -148,8 +153,8 @@ def lower_bound(base: PersonRecords, cand: PersonRecords, delta_ap: float, confi
 def _gt_array(ann: dict, k: int) -> np.ndarray:
     """float64 (K, 3) x, y, v of an annotation (COCO-WholeBody: its five keypoint fields; zeros where absent)."""
     fields = ("keypoints",) if k == 17 else _WB_FIELDS
-    parts = [np.asarray(ann.get(f) or [0.0] * 3 * n, np.float64)
-             for f, n in zip(fields, (17,) if k == 17 else [stop - start for start, stop, _ in WHOLEBODY_PARTS.values()])]
+    sizes = (17,) if k == 17 else [stop - start for start, stop, _ in WHOLEBODY_PARTS.values()]
+    parts = [np.asarray(ann.get(f) or [0.0] * 3 * n, np.float64) for f, n in zip(fields, sizes)]
     return np.concatenate(parts).reshape(-1, 3)
 
 
