@@ -290,3 +290,14 @@ def test_options_object_and_keywords_are_one_api(fake):
     assert a.measured.held_out_ids == b.measured.held_out_ids and a.bound.seed == 2
     with pytest.raises(TypeError, match="nmu"):
         calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, nmu=6)
+
+
+def test_eval_ann_measurement_gets_the_same_bound(fake):
+    """On --eval-ann the bound is taken over that file's persons (no hold-out: every person calibrates)."""
+    from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN
+
+    res = calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, num=8, eval_ann=COCO_VAL_ANN, eval_images=COCO_VAL / "images")
+    assert res.measured.source == "eval_ann" and res.available == _usable()
+    assert res.bound.persons == res.measured.persons == _usable(COCO_VAL_ANN) and res.bound.lower <= res.delta_ap
+    info = read_onnx_meta(onnx.load(str(res.output))).extra["int8"]
+    assert info["eval"]["bound"]["persons"] == res.measured.persons and info["eval"]["source"] == "eval_ann"
