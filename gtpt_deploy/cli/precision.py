@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .main import echo_json, main
+from .main import echo_json, main, show_progress
 
 
 @main.command("fp16")
@@ -112,7 +112,8 @@ def calibrate_cmd(model: Path, ann: Path, images: Path, as_json: bool, **options
     from ..calib import CalibrateOptions, calibrate_int8
 
     def report(line: str) -> None:
-        click.echo(line, err=True)
+        if show_progress() or line.startswith("warning"):   # -q: warnings only, no step lines
+            click.echo(line, err=True)
 
     # the click options are CalibrateOptions' fields by name; --max-ap-drop not given: the API's default budget
     drop = options.pop("max_ap_drop")
