@@ -15,9 +15,10 @@ keypoints, the GT area; COCO-WholeBody: all 133 points and their sigmas) reaches
 official OKS-NMS drops leaves its person unfound (on the sharper sigma-2 checkpoint that single dropped person was
 the whole INT8 loss of -0.0069 on 137 persons), one on an ignored region (crowd, a person without keypoints) counts
 neither way. Cross-person matches are left out (rare with GT boxes; ``benchmarks/int8_noise.py`` prints this AP
-next to COCOeval's: equal on the sigma-2 and whole-body checkpoints, 0.001 apart on the jittered one). INT8 moves the confidences as well as the positions, so the
-ranking and the NMS too; all of it is resampled: persons are drawn with replacement ``RESAMPLES`` times, the same
-draws for FP32 and INT8 (paired), from a generator seeded by the caller.
+next to COCOeval's: equal on the sigma-2 and whole-body checkpoints, 0.001 apart on the jittered one). INT8 moves
+the confidences as well as the positions, so the ranking and the NMS too; all of it is resampled: persons are drawn
+with replacement ``RESAMPLES`` times, the same draws for FP32 and INT8 (paired), from a generator seeded by the
+caller.
 
 Properties the search relies on: the margin grows as the measured set shrinks (about 1/sqrt(n)); it is exactly 0
 when the INT8 predictions equal FP32's (every resample has ΔAP* = 0), so a recipe that approaches FP32 narrows it;
