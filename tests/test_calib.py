@@ -242,7 +242,11 @@ def test_budget_search_says_before_the_silent_sensitivity_ranking(monkeypatch):
         return CropScore(next(aps), np.zeros((1, 17, 3), np.float32), np.zeros((1, 17, 2), np.int32))
 
     crops = type("Crops", (), {"crops": np.zeros((4, 3, 8, 6), np.float32), "__len__": lambda self: 4})()
-    res = budget_mod.search("model", None, Int8Recipe(), crops, None, {}, 0.01, report=events.append, scorer=scorer)
+    from gtpt_deploy.calib.noise import ApBound
+
+    point = lambda f, c: ApBound(c.ap - f.ap, c.ap - f.ap, 4)  # noqa: E731 - no persons here: judge on the point
+    res = budget_mod.search("model", None, Int8Recipe(), crops, None, {}, 0.01, report=events.append, scorer=scorer,
+                            judge=point)
     assert len(res.steps) == 2 and set(res.sensitivity) == set(groups)
     note = next(i for i, e in enumerate(events) if "ranking 3 weight-layer groups" in e)
     assert events[note + 1:note + 5] == ["pass"] * 4     # said before the base pass and one pass per group
