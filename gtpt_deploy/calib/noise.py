@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..coco import oks_nms, rescore
+from ..coco import is_wholebody, oks_nms, rescore
 from ..errors import GtptError
 from ..keypoints import WHOLEBODY_PARTS, dataset_for
 from ..runtime.boxes import gt_person_boxes
@@ -193,9 +193,10 @@ class MeasuredPersons:
         self.crops = crops
         self.persons = crop_annotations(crops, gt)
         mine = {id(p) for p in self.persons}
+        wholebody = is_wholebody(gt)
         self.ignored: dict[Any, list[dict]] = defaultdict(list)
         for a in gt["annotations"]:
-            if id(a) not in mine and a.get("category_id", 1) == 1 and (a.get("iscrowd") or not _labelled(a)):
+            if id(a) not in mine and a.get("category_id", 1) == 1 and (a.get("iscrowd") or not _labelled(a, wholebody)):
                 self.ignored[a["image_id"]].append(a)
 
     def records(self, keypoints: np.ndarray) -> PersonRecords:
@@ -220,8 +221,12 @@ class MeasuredPersons:
         return PersonRecords(np.where(kept, score, -np.inf), np.where(kept, oks, -1.0), np.where(kept, ign, 2.0))
 
 
-def _labelled(a: dict) -> bool:
-    return any(max(a.get(f) or [0]) > 0 for f in _WB_FIELDS)
+def _labelled(a: dict, wholebody: bool) -> bool:
+    """Not ignored by COCOeval for having no keypoints: COCO ``num_keypoints > 0`` (pycocotools), COCO-WholeBody a
+    visible point in any of the five fields (the all-133-points evaluation of ``eval.wholebody``)."""
+    if not wholebody:
+        return a.get("num_keypoints", np.count_nonzero(np.asarray(a.get("keypoints") or [0.0] * 3)[2::3] > 0)) > 0
+    return any(np.count_nonzero(np.asarray(a.get(f) or [0.0] * 3)[2::3] > 0) for f in _WB_FIELDS)
 
 
 def crop_annotations(crops: Any, gt: dict) -> list[dict]:
