@@ -151,3 +151,11 @@ def test_search_engages_on_a_small_noisy_set_where_the_point_estimate_would_not(
     res = search(model, data, Int8Recipe(), crops, read_onnx_meta(model), gt, 0.005, report=lines.append,
                  scorer=scorer, judge=point_only)
     assert len(res.steps) == 1                                                       # the old rule stopped here
+
+
+def test_persons_needed_to_resolve_a_budget():
+    """One person lost moves AP by ~1/n: a set resolves the budget from ceil(1 / budget) persons on."""
+    from gtpt_deploy.calib.calibrate import persons_to_resolve
+
+    assert persons_to_resolve(0.005) == 200 and persons_to_resolve(0.01) == 100 and persons_to_resolve(0.003) == 334
+    assert persons_to_resolve(None) == 0 and persons_to_resolve(0.0) == 0
