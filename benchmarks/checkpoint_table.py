@@ -39,7 +39,7 @@ def variant_of(ckpt: Path) -> str:
     return detect_variant(read_checkpoint(ckpt)[0])
 
 
-def one(ckpt: Path, work: Path, data: Path) -> dict:
+def one(ckpt: Path, work: Path, data: Path, openvino: bool = True) -> dict:
     name = ckpt.stem
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
@@ -69,17 +69,19 @@ def one(ckpt: Path, work: Path, data: Path) -> dict:
                         "--force"], out / f"calibrate_{target}.log")
         row[f"int8_{target}_rc"] = rc
         row[f"int8_{target}_calibrate"] = {k: cal.get(k) for k in (
-            "output", "crops", "available_persons", "fp32_AP", "int8_AP", "delta_AP", "argmax_agreement",
-            "budget_search", "steps", "recipe") if k in cal}
+            "output", "crops", "available_persons", "fp32_AP", "int8_AP", "delta_AP", "delta_AP_lower_bound",
+            "argmax_agreement", "budget_search", "steps", "recipe") if k in cal}
         row[f"int8_{target}_calibrate"]["eval"] = {k: (cal.get("eval") or {}).get(k) for k in ("source", "persons")}
         if rc == 0 and cal.get("output"):
             files.append(cal["output"])
     rc, val = gtpt(["validate", str(ckpt), str(onnx), *[f for f in files if f], "--ann", str(val_ann),
                     "--images", str(val_img)], out / "validate.log")
     row["validate_rc"] = rc
-    keys = ("artifact", "runner", "precision", "AP", "delta_AP", "budget", "argmax_agreement", "within_budget",
-            "kept_tokens", "same_model", "lineage", "passed")
+    keys = ("artifact", "runner", "precision", "AP", "wholebody", "delta_AP", "budget", "argmax_agreement",
+            "within_budget", "kept_tokens", "same_model", "lineage", "passed")
     row["rows"] = [{k: r.get(k) for k in keys} for r in val.get("rows", [])]
+    if not openvino:
+        return row
     # OpenVINO bf16 (issue 20): the FP32 file and the TensorRT-form INT8 file run by OpenVINO at bf16, own rows
     int8_trt = row.get("int8_tensorrt_calibrate", {}).get("output")
     rc, ov = gtpt(["validate", str(ckpt), str(onnx), *([int8_trt] if int8_trt else []), "--ann", str(val_ann),
@@ -95,7 +97,7 @@ def fmt(row: dict) -> str:
     cells = [row["checkpoint"], row["variant"],
              (f"yes, {len(ties)} near-tie(s)" if row.get("export_rc") == 0 else f"NO ({row.get('export_rc')})")]
     for r in row.get("rows") or []:
-        ap = r.get("AP")
+        ap = r.get("AP") if r.get("AP") is not None else r.get("wholebody")     # COCO-WholeBody: its headline
         ap = ap.get("AP") if isinstance(ap, dict) else ap
         d = r.get("delta_AP")
         who = r.get("precision") + (" ov" if r.get("provider") else "")
@@ -108,8 +110,15 @@ def fmt(row: dict) -> str:
     for target in ("tensorrt", "cpu"):
         c = row.get(f"int8_{target}_calibrate") or {}
         steps = c.get("steps") or []
-        cells.append(f"calibrate {target}: {c.get('delta_AP', float('nan')):+.4f} on {c.get('eval', {}).get('persons')}"
-                     f" {c.get('eval', {}).get('source')}, {len(steps)} step(s)")
+        if not c.get("steps"):
+            cells.append(f"calibrate {target}: failed (exit {row.get(f'int8_{target}_rc')})")
+            continue
+        first, last = steps[0], steps[-1]
+        cells.append(f"calibrate {target}: {first['delta_AP']:+.4f} (bound {first.get('delta_AP_lower_bound', 0):+.4f})"
+                     + (f" -> {last['delta_AP']:+.4f} (bound {last.get('delta_AP_lower_bound', 0):+.4f}) with "
+                        f"[{', '.join(last['float_groups'])}] float" if len(steps) > 1 else "")
+                     + f" on {c.get('eval', {}).get('persons')} {c.get('eval', {}).get('source')}, "
+                       f"{len(steps)} step(s)")
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -122,10 +131,11 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/gtpt_checkpoint_table"))
     ap.add_argument("--shared", type=Path, default=Path(os.environ.get("GTPT_SHARED", "../shared")))
+    ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO bf16 validation (issue 20)")
     args = ap.parse_args()
     rows = []
     for ckpt in args.checkpoints:
-        row = one(ckpt, args.work, args.shared / "data")
+        row = one(ckpt, args.work, args.shared / "data", not args.no_openvino)
         rows.append(row)
         (args.work / name_json(ckpt)).write_text(json.dumps(row, indent=1))
         print(fmt(row), flush=True)

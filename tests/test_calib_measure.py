@@ -58,6 +58,14 @@ def test_calibrate_measures_on_held_out_persons_by_default(fake):
     assert man["held_out_annotation_ids"] == list(m.held_out_ids)
     report = res.format_report()
     assert "held out from calibration" in report and "ΔAP" in report and "argmax agreement" in report
+    # the bound: in the summary with the persons it rests on, in the result and the metadata, never above the point
+    b = res.bound
+    assert b is not None and b.persons == m.persons and b.lower <= res.delta_ap and b.confidence == 0.95
+    assert f"95% lower bound {b.lower:+.4f} on {m.persons} persons" in report
+    assert info["delta_AP_lower_bound"] == b.lower and info["eval"]["bound"]["persons"] == m.persons
+    assert info["eval"]["bound"]["seed"] == 0 and info["eval"]["bound"]["resamples"] == 2000
+    assert res.steps[-1].lower == b.lower
+    assert f"--eval-ann with >= 200 persons" in report and res.to_dict()["eval"]["persons_to_resolve_budget"] == 200
 
 
 def test_calibrate_cli_defaults_run_on_the_bundled_data_and_print_the_measurement(fake):
@@ -69,6 +77,8 @@ def test_calibrate_cli_defaults_run_on_the_bundled_data_and_print_the_measuremen
     assert data["crops"] == data["available_persons"] and data["crops"] + data["eval"]["persons"] == _usable()
     assert data["delta_AP"] is not None and data["argmax_agreement"] is not None
     assert data["max_ap_drop"] == DEFAULT_BUDGETS["int8"] and data["budget_search"] is False
+    assert data["bound"]["persons"] == data["eval"]["persons"] and data["delta_AP_lower_bound"] <= data["delta_AP"]
+    assert data["steps"][0]["delta_AP_lower_bound"] == data["delta_AP_lower_bound"]
     text = CliRunner().invoke(main, args + ["--force", "--max-ap-drop", "none"])
     assert text.exit_code == 0, text.output
     assert "argmax agreement" in text.stdout and "no budget" in text.stdout and "budget:" not in text.output
@@ -98,7 +108,7 @@ def test_default_budget_runs_the_layer_search_on_its_own(tmp_path, monkeypatch):
         return f
 
     monkeypatch.setattr(budget_mod, "session_infer", infer)
-    monkeypatch.setattr(budget_mod, "score_crops", lambda f, *a, **k: _fake_score(f.model))
+    monkeypatch.setattr(budget_mod, "score_crops", lambda f, crops, *a, **k: _fake_score(f.model, len(crops)))
     src = tmp_path / "g.onnx"
     _grouped_model(src)
     lines: list[str] = []
@@ -273,3 +283,28 @@ def test_readme_calibrate_example_runs_as_written(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, args[1:])
     assert r.exit_code == 0, r.output
     assert (work / "export" / "gtpt_t_coco_sample_b1_int8.onnx").is_file() and "ΔAP" in r.stdout
+
+
+def test_options_object_and_keywords_are_one_api(fake):
+    """calibrate_int8 takes a CalibrateOptions, keywords on top of it (the CLI builds the object), and refuses an
+    unknown keyword before reading anything."""
+    from gtpt_deploy.calib import CalibrateOptions
+
+    a = calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, CalibrateOptions(num=6, max_ap_drop=None, seed=2),
+                       output=fake.parent / "a.onnx")
+    b = calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, num=6, max_ap_drop=None, seed=2, output=fake.parent / "b.onnx")
+    assert a.crops == b.crops == 6 and a.manifest_sha256 == b.manifest_sha256 and a.max_ap_drop is None
+    assert a.measured.held_out_ids == b.measured.held_out_ids and a.bound.seed == 2
+    with pytest.raises(TypeError, match="nmu"):
+        calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, nmu=6)
+
+
+def test_eval_ann_measurement_gets_the_same_bound(fake):
+    """On --eval-ann the bound is taken over that file's persons (no hold-out: every person calibrates)."""
+    from gtpt_fixtures import COCO_VAL, COCO_VAL_ANN
+
+    res = calibrate_int8(fake, TRAIN_ANN, TRAIN_IMAGES, num=8, eval_ann=COCO_VAL_ANN, eval_images=COCO_VAL / "images")
+    assert res.measured.source == "eval_ann" and res.available == _usable()
+    assert res.bound.persons == res.measured.persons == _usable(COCO_VAL_ANN) and res.bound.lower <= res.delta_ap
+    info = read_onnx_meta(onnx.load(str(res.output))).extra["int8"]
+    assert info["eval"]["bound"]["persons"] == res.measured.persons and info["eval"]["source"] == "eval_ann"
