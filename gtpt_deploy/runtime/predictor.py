@@ -143,6 +143,9 @@ class Predictor:
         # The artifact's own pairs, not the dataset default.
         self.flip_index = flip_permutation(meta.flip_pairs, meta.num_keypoints)
         self.padded_crops = 0  # zero rows added to fill static batches (flipped copies are rows too)
+        # per runner call, the kept token indices of its crops (runner created with kept_tokens=True); None when
+        # not recording, or once a call came back without them
+        self._kept: list[list[np.ndarray]] | None = [] if runner.kept_tokens else None
 
     # ------------------------------------------------------------------ crops -> logits
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -164,25 +167,47 @@ class Predictor:
                 parts.append(chunk[..., ::-1])  # width flip, as the official input.flip(3)
         rows = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
         call = self.static or self.batch  # dynamic: a chunk and its flipped copies share one call
-        xs, ys = [], []
+        xs, ys, kept = [], [], []
         for start in range(0, len(rows), call):
             piece = rows[start:start + call]
             m = len(piece)
             if self.static and m < call:
                 piece = np.concatenate((piece, np.zeros((call - m, *piece.shape[1:]), np.float32)))
                 self.padded_crops += call - m
-            x, y = self.runner.infer(piece)
+            x, y, k = self.runner.infer_kept(piece) if self._kept is not None else (*self.runner.infer(piece), None)
             xs.append(x[:m])
             ys.append(y[:m])
+            kept.append(k)
         x, y = np.concatenate(xs), np.concatenate(ys)
+        orig = np.ones(len(rows), bool)
+        if self.flip:
+            # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
+            orig[:] = False
+            for start in range(0, n, size):
+                m = min(size, n - start)
+                orig[2 * start:2 * start + m] = True
+        self._keep_tokens(kept, orig)
         if not self.flip:
             return x, y, None, None
-        # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
-        orig = np.zeros(len(rows), bool)
-        for start in range(0, n, size):
-            m = min(size, n - start)
-            orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
+
+    def _keep_tokens(self, kept: list[list[np.ndarray] | None], orig: np.ndarray) -> None:
+        """Store the kept tokens of the original crops of one :meth:`infer_crops` (not their flips, not padding)."""
+        if self._kept is None:
+            return
+        if any(k is None for k in kept):
+            self._kept = None
+            return
+        stages = [np.concatenate([k[i] for k in kept])[:len(orig)][orig] for i in range(len(kept[0]))]
+        self._kept.append(stages)
+
+    def kept_tokens(self) -> list[np.ndarray] | None:
+        """Which tokens each pruning stage kept for every crop run so far, in crop order (flipped copies and
+        padding rows left out): one int64 (N, ..., k) array per stage (``Runner.infer_kept``); None unless the
+        runner was created with ``kept_tokens=True`` and exposes them, or before any crop ran."""
+        if not self._kept:
+            return None
+        return [np.concatenate(stage) for stage in zip(*self._kept)]
 
     def decode(self, x: np.ndarray, y: np.ndarray, fx: np.ndarray | None, fy: np.ndarray | None,
                centers: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
