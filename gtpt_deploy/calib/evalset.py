@@ -43,7 +43,7 @@ class CropModel:
     Predictor: its padding to a static batch, flip test and decoding, the same as ``run`` and ``validate``.
 
     Calling it gives raw logits (no flip): float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays. The runner
-    stays active until :meth:`close` (or the end of a ``with`` block, or garbage collection).
+    stays active until :meth:`close` or the end of a ``with`` block (else until the object is garbage-collected).
     """
 
     def __init__(self, model: Any, threads: int | None = None) -> None:
@@ -78,10 +78,6 @@ class CropModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "runner", None) is not None:
-            self.runner.deactivate()
 
 
 def session_infer(model: Any, threads: int | None = None) -> CropModel:
