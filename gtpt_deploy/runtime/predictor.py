@@ -179,27 +179,30 @@ class Predictor:
             ys.append(y[:m])
             kept.append(k)
         x, y = np.concatenate(xs), np.concatenate(ys)
-        orig = np.ones(len(rows), bool)
-        if self.flip:
-            # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
-            orig[:] = False
-            for start in range(0, n, size):
-                m = min(size, n - start)
-                orig[2 * start:2 * start + m] = True
-        self._keep_tokens(kept, orig)
+        self._keep_tokens(kept, n, len(rows))
         if not self.flip:
             return x, y, None, None
+        # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
+        orig = np.zeros(len(rows), bool)
+        for start in range(0, n, size):
+            m = min(size, n - start)
+            orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
 
-    def _keep_tokens(self, kept: list[list[np.ndarray] | None], orig: np.ndarray) -> None:
-        """Store the kept tokens of the original crops of one :meth:`infer_crops` (not their flips, not padding)."""
+    def _keep_tokens(self, kept: list[list[np.ndarray] | None], n: int, rows: int) -> None:
+        """Store the kept tokens of the ``n`` crops of one :meth:`infer_crops` (``kept``: per runner call) from its
+        ``rows`` rows, laid out as there: not their flipped copies, not the padding of the last call."""
         if self._kept is None:
             return
         if any(k is None for k in kept):
             self._kept = None
             return
-        stages = [np.concatenate([k[i] for k in kept])[:len(orig)][orig] for i in range(len(kept[0]))]
-        self._kept.append(stages)
+        orig = np.ones(rows, bool)
+        if self.flip:
+            orig[:] = False
+            for start in range(0, n, self._chunk):
+                orig[2 * start:2 * start + min(self._chunk, n - start)] = True
+        self._kept.append([np.concatenate([k[i] for k in kept])[:rows][orig] for i in range(len(kept[0]))])
 
     def kept_tokens(self) -> list[np.ndarray] | None:
         """Which tokens each pruning stage kept for every crop run so far, in crop order (flipped copies and
