@@ -90,10 +90,9 @@ def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: 
     from ..eval.validate import BoxSpec, RunnerSpec, validate
 
     # the option groups' values as the typed options validate takes (where_options, detector_options)
-    runner = RunnerSpec(where.pop("device"), where.pop("provider"), where.pop("threads"))
+    runner = RunnerSpec(where.pop("device"), where.pop("provider"), where.pop("threads"), batch, not no_flip)
     report = validate(baseline, candidates, ann, images, BoxSpec(boxes, **where), runner=runner,
-                      baseline_device=baseline_device, flip=not no_flip, batch=batch, max_ap_drop=max_ap_drop,
-                      progress=show_progress())
+                      baseline_device=baseline_device, max_ap_drop=max_ap_drop, progress=show_progress())
     if as_json:
         echo_json(report.to_dict())
     else:

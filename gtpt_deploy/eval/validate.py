@@ -44,40 +44,47 @@ DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 mu
 DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "bf16": DEFAULT_MAX_AP_DROP, "int8": DEFAULT_MAX_AP_DROP}
 
 
+# validate's typed options, field for field those of the `core` branch's runtime/options.py (RunnerSpec, BoxSpec):
+# when that lands, these two classes give way to its import
 @dataclass(frozen=True)
 class RunnerSpec:
-    """Where the pose artifacts run: ``device`` (``cpu`` / ``cuda[:N]``; None: each artifact's default),
-    ``provider`` (how ``.onnx`` files run; the others ignore it), ``threads`` (CPU threads of each backend)."""
+    """How the pose artifacts run: ``device`` (``cpu`` / ``cuda[:N]``; None: each artifact's default),
+    ``provider`` (how ``.onnx`` files run; the others ignore it), ``threads`` (CPU threads of each backend),
+    ``batch`` (crops per call of a dynamic-batch artifact; a static one runs at its own), ``flip`` (flip test)."""
 
     device: str | None = None
     provider: str | None = None
     threads: int | None = None
+    batch: int | None = None
+    flip: bool = True
 
 
 @dataclass(frozen=True)
 class BoxSpec:
     """Where the person boxes come from: ``boxes`` (``"gt"`` or a COCO detection results JSON) or ``detector``
-    (a person detector ONNX) with its ``box_thr``, ``detector_device`` and ``detector_threads``."""
+    (a person detector ONNX) with its ``box_thr``, ``detector_device`` and ``detector_threads``; ``ann``: the
+    annotation file of ``"gt"`` (validate passes its own)."""
 
     boxes: str | Path | None = None
     detector: str | Path | None = None
+    ann: str | Path | None = None
     box_thr: float | None = None
     detector_device: str = "cpu"
     detector_threads: int | None = None
 
-    def source(self, gt: dict) -> Any:
-        """The box source (GT boxes when neither ``boxes`` nor ``detector`` is given), cached so that every
-        artifact sees the same boxes."""
-        boxes = "gt" if self.boxes is None and self.detector is None else self.boxes
-        return CachedBoxes(box_source(boxes=boxes, detector=self.detector, ann=gt, score_thr=self.box_thr,
-                                      device=self.detector_device, threads=self.detector_threads))
 
-    @property
-    def label(self) -> str:
-        """How the report names the boxes."""
-        if self.detector is not None:
-            return f"detector {Path(self.detector).name}"
-        return "gt" if self.boxes is None or str(self.boxes) == "gt" else str(self.boxes)
+def _box_source(spec: BoxSpec, gt: dict) -> CachedBoxes:
+    """The boxes of ``spec`` (ground truth of ``gt`` when it names none), cached so every artifact sees the same."""
+    boxes = "gt" if spec.boxes is None and spec.detector is None else spec.boxes
+    return CachedBoxes(box_source(boxes=boxes, detector=spec.detector, ann=gt, score_thr=spec.box_thr,
+                                  device=spec.detector_device, threads=spec.detector_threads))
+
+
+def _box_label(spec: BoxSpec) -> str:
+    """How the report names the boxes."""
+    if spec.detector is not None:
+        return f"detector {Path(spec.detector).name}"
+    return "gt" if spec.boxes is None or str(spec.boxes) == "gt" else str(spec.boxes)
 
 
 @dataclass
@@ -120,9 +127,8 @@ def predict_all(runner: Runner, paths: list[Path], source: BoxSource, ids: dict[
 
 def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
              boxes: str | Path | BoxSpec | None = None, *, runner: RunnerSpec | None = None,
-             baseline_device: str | None = None, flip: bool = True, batch: int | None = None,
-             max_ap_drop: float | Mapping[str, float] | None = None, progress: bool = False,
-             **options: Any) -> ValidationReport:
+             baseline_device: str | None = None, max_ap_drop: float | Mapping[str, float] | None = None,
+             progress: bool = False, **options: Any) -> ValidationReport:
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
 
     Args:
@@ -130,13 +136,13 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
             once: its runner (kept tokens recorded in the same pass) serves the layout check and the run.
         ann: COCO / COCO-WholeBody keypoint annotation file; ``images``: folder with its images.
         boxes: a :class:`BoxSpec`, or ``"gt"`` (official GT-box protocol, the default) / a detection results JSON.
-        runner: where the candidates run (:class:`RunnerSpec`); baseline_device: the baseline's device (default:
-            the runner's).
-        batch: crops per call for dynamic-batch artifacts (static ones run at their own, said on stderr).
+        runner: how the candidates run (:class:`RunnerSpec`: device, provider, threads; ``batch``: crops per call
+            of the dynamic-batch artifacts, a static one runs at its own and says so on stderr; ``flip``: the flip
+            test); baseline_device: the baseline's device (default: the runner's).
         max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point): one number for
             every candidate, or {precision: budget} over :data:`DEFAULT_BUDGETS` (None: those defaults).
-        options: the same as keywords: ``device``, ``provider``, ``threads`` (RunnerSpec) and ``detector``,
-            ``box_thr``, ``detector_device``, ``detector_threads`` (BoxSpec).
+        options: the same as keywords: ``device``, ``provider``, ``threads``, ``batch``, ``flip`` (RunnerSpec) and
+            ``detector``, ``box_thr``, ``detector_device``, ``detector_threads`` (BoxSpec).
 
     Returns:
         :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
@@ -154,7 +160,7 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
     paths = [images / n for n in GroundTruthBoxes(gt).file_names]
     ids = {images / Path(im["file_name"]).name: int(im["id"]) for im in gt["images"] if "file_name" in im}
-    source = box_spec.source(gt)
+    source = _box_source(box_spec, gt)
     artifacts = [baseline, *candidates]
     runs: list[ArtifactRun] = []
     with ExitStack() as stack:
@@ -164,14 +170,14 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
         for artifact, r in zip(artifacts, runners):  # before any inference: a wrong pair fails in seconds
             check_layout(artifact, r.meta, gt, ann)
         for r in runners:
-            runs.append(predict_all(r, paths, source, ids, flip, batch, progress))
+            runs.append(predict_all(r, paths, source, ids, spec.flip, spec.batch, progress))
             r.deactivate()                           # its memory back before the next one runs
     rows = _rows(artifacts, runs, gt, budgets)
     _check_baseline(rows)
     rows = _with_lineage(with_kept_tokens(rows, [run.kept for run in runs]), [run.meta for run in runs])
     persons = sum(len(p.keypoints) for p in runs[0].poses)
     largest = max(r.budget for r in rows)       # the report's one number: the widest budget any row had
-    return ValidationReport(rows, largest, box_spec.label, len(paths), persons)
+    return ValidationReport(rows, largest, _box_label(box_spec), len(paths), persons)
 
 
 def _budgets(max_ap_drop: float | Mapping[str, float] | None) -> dict[str, float]:
@@ -192,8 +198,8 @@ def _specs(boxes: str | Path | BoxSpec | None, runner: RunnerSpec | None,
            options: dict[str, Any]) -> tuple[BoxSpec, RunnerSpec]:
     """The typed options of ``validate`` from its arguments and keyword ``options`` (TypeError for an unknown one,
     or for a keyword given beside the spec it belongs to)."""
-    run_keys, box_keys = {"device", "provider", "threads"}, {"detector", "box_thr", "detector_device",
-                                                             "detector_threads"}
+    run_keys = {"device", "provider", "threads", "batch", "flip"}
+    box_keys = {"detector", "box_thr", "detector_device", "detector_threads"}
     unknown = set(options) - run_keys - box_keys
     if unknown:
         raise TypeError(f"validate() got unexpected keyword arguments {', '.join(sorted(unknown))}")
