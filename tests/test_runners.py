@@ -207,3 +207,25 @@ def test_kept_tokens_option_returns_the_topk_indices_without_changing_the_logits
     assert kept_token_agreement(torch_kept, ort_kept) == (1.0, 1.0, 1.0)
     with create_runner(fake_dyn, kept_tokens=True) as r:
         assert r.infer_kept(np.zeros((2, 3, 256, 192), np.float32))[2] is None
+
+
+def test_torch_runner_turns_tf32_off_only_during_its_own_calls():
+    """The FP32 reference runs without TF32 on CUDA, but the process's switches are restored after each call (they
+    used to be turned off for the whole process when a CUDA torch runner was activated; issue 19)."""
+    torch = pytest.importorskip("torch")
+    from gtpt_deploy.runners.torch import exact_fp32
+
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # noqa: E731
+    saved = flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with exact_fp32(torch, "cuda:0"):
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        with pytest.raises(RuntimeError), exact_fp32(torch, "cuda"):
+            raise RuntimeError("a failed call restores them too")
+        assert flags() == (True, True)
+        with exact_fp32(torch, "cpu"):
+            assert flags() == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

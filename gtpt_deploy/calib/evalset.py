@@ -8,6 +8,7 @@ import.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +44,15 @@ class CropModel:
     Predictor: its padding to a static batch, flip test and decoding, the same as ``run`` and ``validate``.
 
     Calling it gives raw logits (no flip): float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays. The runner
-    stays active until :meth:`close` or the end of a ``with`` block (else until the object is garbage-collected).
+    stays active until :meth:`close` or the end of a ``with`` block; a caller that only drops it
+    (``score_crops(session_infer(m), ...)``) releases it then too, through a finalizer.
     """
 
     def __init__(self, model: Any, threads: int | None = None) -> None:
         from ..runners import create_runner
 
         self.runner = create_runner(model, threads=threads).activate()
+        self._finalizer = weakref.finalize(self, self.runner.deactivate)
 
     def predictor(self, flip: bool, batch: int = 16) -> Predictor:
         """A Predictor of at most ``batch`` rows per call (a static-batch model: its own)."""
@@ -70,8 +73,8 @@ class CropModel:
         return predictor.decode(x, y, fx, fy, np.asarray(crops.centers), np.asarray(crops.scales))
 
     def close(self) -> None:
-        """Release the session (again: nothing)."""
-        self.runner.deactivate()
+        """Release the session (idempotent)."""
+        self._finalizer()
 
     def __enter__(self) -> "CropModel":
         return self

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import GtptError
-from .main import ARTIFACT, echo_json, main
+from .main import ARTIFACT, echo_json, main, show_progress
 
 
 def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -83,7 +83,7 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
 
     for b in batches:                            # every mode, before any artifact is opened
         check_batch_size(b)
-    say = (lambda line: click.echo(line, err=True))
+    say = (lambda line: click.echo(line, err=True)) if show_progress() else (lambda _line: None)   # -q: none
     if ship and (images is not None or concurrency is not None):
         raise GtptError("--ship times .onnx files on person crops; leave out --images and --concurrency")
     if concurrency is not None:

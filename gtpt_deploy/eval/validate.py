@@ -132,8 +132,9 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
 
     Args:
-        baseline: usually the ``.pth`` checkpoint; candidates: ``.onnx`` / ``.engine`` artifacts. Each is loaded
-            once: its runner (kept tokens recorded in the same pass) serves the layout check and the run.
+        baseline: usually the ``.pth`` checkpoint; candidates: anything :func:`~gtpt_deploy.runners.create_runner`
+            opens (``.onnx``, ``.engine``, ``.pth``, ``triton://``). Each is loaded once: its runner (kept tokens
+            recorded in the same pass) serves the layout check and the run.
         ann: COCO / COCO-WholeBody keypoint annotation file; ``images``: folder with its images.
         boxes: a :class:`BoxSpec`, or ``"gt"`` (official GT-box protocol, the default) / a detection results JSON.
         runner: how the candidates run (:class:`RunnerSpec`: device, provider, threads; ``batch``: crops per call

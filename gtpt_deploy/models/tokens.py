@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 
 from . import gtpt
