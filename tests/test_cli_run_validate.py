@@ -224,3 +224,20 @@ def test_validate_with_detected_boxes(fake, twin, boxes):
     report = json.loads(res.stdout)
     assert report["persons"] > 0 and report["boxes"] != "gt"
     assert report["rows"][1]["argmax_agreement"] == 1.0  # same weights, same cached boxes -> same crops
+
+
+def test_validate_python_keywords_are_the_typed_options(fake, twin):
+    """The Python API keeps its keywords (issue 19: <= 12 parameters); they become the same RunnerSpec / BoxSpec the
+    CLI builds, and a keyword beside its spec, or an unknown one, is a TypeError."""
+    from gtpt_deploy.eval.validate import BoxSpec, RunnerSpec, validate
+
+    args = (fake, [twin], MMPOSE_ANN, COCO_VAL / "images")
+    a = validate(*args, boxes=MMPOSE_DETS, box_thr=0.3, threads=1, flip=False, batch=4)
+    b = validate(*args, BoxSpec(MMPOSE_DETS, box_thr=0.3), runner=RunnerSpec(threads=1, batch=4, flip=False))
+    strip = [{k: v for k, v in r.to_dict().items() if k != "model_ms_per_crop"} for r in a.rows]
+    assert strip == [{k: v for k, v in r.to_dict().items() if k != "model_ms_per_crop"} for r in b.rows]
+    assert a.boxes == b.boxes == str(MMPOSE_DETS) and a.persons == b.persons > 0
+    with pytest.raises(TypeError, match="not both"):
+        validate(*args, runner=RunnerSpec(), threads=1)
+    with pytest.raises(TypeError, match="unexpected keyword arguments box_threshold"):
+        validate(*args, box_threshold=0.3)
