@@ -343,15 +343,18 @@ def test_max_ap_drop_must_be_finite(fake):
         assert "--max-ap-drop is a 0-1 AP difference" in line
 
 
-def test_layout_mismatch_fails_before_any_inference(fake, monkeypatch):
-    """A COCO model on whole-body annotations: before, the whole baseline ran first."""
-    import gtpt_deploy.runners as runners
+def test_layout_mismatch_fails_before_any_inference(fake, tmp_path, monkeypatch):
+    """A COCO model on whole-body annotations: before, the whole baseline ran first. validate loads each artifact
+    once (issue 19), so the check reads the loaded runners' metadata, and not one crop runs."""
+    from gtpt_deploy.runners.base import Runner
 
     def no_inference(*a, **k):
-        raise AssertionError("a runner was created before the layouts were checked")
+        raise AssertionError("a crop ran before the layouts were checked")
 
-    monkeypatch.setattr(runners, "create_runner", no_inference)
-    line = _one_line_error(_invoke(["validate", fake, fake, "--ann", WB_ANN, "--images", COCO_VAL / "images"]))
+    monkeypatch.setattr(Runner, "infer", no_inference)
+    monkeypatch.setattr(Runner, "infer_kept", no_inference)
+    other = write_fake_pose_onnx(tmp_path / "other.onnx", batch=None, seed=1)
+    line = _one_line_error(_invoke(["validate", fake, other, "--ann", WB_ANN, "--images", COCO_VAL / "images"]))
     assert "predicts 17 keypoints" in line and "COCO-WholeBody (133 keypoints)" in line
 
 

@@ -194,6 +194,28 @@ def test_calibrate_cli_json_and_one_line_errors(tmp_path):
     assert len(other_data.output.strip().splitlines()) == 1
 
 
+def test_evalset_scores_through_the_predictor_and_releases_its_runner(tmp_path, monkeypatch):
+    """The evaluation set's AP goes through the Predictor (its static-batch padding, flip test and decoding: issue
+    19's one crop -> pose path) and the model's runner is released when the caller is done with it."""
+    from gtpt_deploy.calib.evalset import score_crops, session_infer
+    from gtpt_deploy.runners import create_runner
+    from gtpt_deploy.runtime.predictor import Predictor
+
+    model = onnx.load(str(write_fake_pose_onnx(tmp_path / "f_b2.onnx", batch=2)))
+    crops = person_crops(COCO_VAL_ANN, IMAGES, num=5)            # odd: the last call of 2 is padded
+    decoded: list[int] = []
+    real = Predictor.decode
+    monkeypatch.setattr(Predictor, "decode", lambda self, *a: decoded.append(len(a[0])) or real(self, *a))
+    with session_infer(model, threads=1) as scored:
+        score = score_crops(scored, crops, read_onnx_meta(model), load_annotations(COCO_VAL_ANN))
+        x, y = scored(crops.crops)
+    assert decoded == [5] and not scored.runner.is_active and len(x) == len(y) == 5
+    with create_runner(model, threads=1) as runner:               # the Predictor's own flip test on the same crops
+        p = Predictor(runner, flip=True, prefetch=0)
+        kpts, bins = p.decode(*p.infer_crops(crops.crops), crops.centers, crops.scales)
+    assert np.array_equal(score.keypoints, kpts) and np.array_equal(score.bins, bins)
+
+
 def test_session_infer_releases_its_session(fake_dyn, monkeypatch):
     """The evaluation set's infer function owns an ONNX Runtime session: closed by `with`, by close(), or when the
     function is dropped (it used to stay active until garbage collection; issue 19)."""

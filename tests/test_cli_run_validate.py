@@ -101,11 +101,16 @@ def test_run_engine_without_sidecar(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_validate_torch_vs_onnx_seed0(seed0_t_checkpoint, seed0_t_onnx_b1):
+def test_validate_torch_vs_onnx_seed0(seed0_t_checkpoint, seed0_t_onnx_b1, monkeypatch):
     args = ["validate", seed0_t_checkpoint, seed0_t_onnx_b1, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images",
             "--threads", "1"]
+    loads = _count_loads(monkeypatch)
     res = _invoke(args + ["--json"])
     assert res.exit_code == 0, res.output
+    # issue 19: each artifact loaded once (it was: the checkpoint 3 times, the ONNX file in 2 sessions), the kept
+    # tokens recorded in the same pass
+    assert loads == {"torch.load": 1, "onnx.load": 1, "InferenceSession": 1}, loads
+    monkeypatch.undo()
     report = json.loads(res.stdout)  # stdout is exactly one JSON object
     base, cand = report["rows"]
     assert base["artifact"] == str(seed0_t_checkpoint) and base["runner"].startswith("torch")
@@ -124,8 +129,31 @@ def test_validate_torch_vs_onnx_seed0(seed0_t_checkpoint, seed0_t_onnx_b1):
     table = _invoke(args)
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert "0-1" in lines[0] and lines[1].split()[:6] == ["artifact", "runner", "AP", "AP50", "AP75", "AR"]
-    assert "(base)" in lines[3] and Path(seed0_t_onnx_b1).name in lines[4] and "within the budget" in lines[-1]
+    assert "0-1" in lines[0] and lines[1].split()[:4] == ["AP", "AP50", "AP75", "AR"]
+    # per artifact: its name and runner, then its numbers under the header
+    assert "(base)" in lines[3] and "torch" in lines[3] and lines[4].split()[5:7] == ["+0.0000", "0.0000"]
+    assert lines[5].startswith(Path(seed0_t_onnx_b1).name + "  onnxruntime [CPUExecutionProvider]")
+    assert float(lines[6].split()[0]) == pytest.approx(cand["AP"], abs=5e-4) and "within the budget" in lines[-1]
+
+
+def _count_loads(monkeypatch) -> dict[str, int]:
+    """Counts of checkpoint reads (torch.load), ONNX parses (onnx.load) and ONNX Runtime sessions from now on."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    counts = {"torch.load": 0, "onnx.load": 0, "InferenceSession": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(torch, "load", counted("torch.load", torch.load))
+    monkeypatch.setattr(onnx, "load", counted("onnx.load", onnx.load))
+    monkeypatch.setattr(onnxruntime, "InferenceSession", counted("InferenceSession", onnxruntime.InferenceSession))
+    return counts
 
 
 def test_validate_exits_nonzero_over_budget(fake, twin, tmp_path, monkeypatch):
@@ -145,6 +173,20 @@ def test_validate_exits_nonzero_over_budget(fake, twin, tmp_path, monkeypatch):
     assert [r["within_budget"] for r in rows] == [True, True, False]
     assert rows[1]["delta_AP"] == pytest.approx(-0.0005) and rows[2]["delta_AP"] == pytest.approx(-0.01)
     assert rows[1]["argmax_agreement"] == 1.0 and rows[2]["argmax_agreement"] < 0.5  # different weights
+
+
+def test_validate_runs_a_static_baseline_at_its_batch_beside_dynamic_candidates(fake, twin, caplog):
+    """--batch 8 is for the dynamic candidates; the static b2 baseline runs at 2 and says so on stderr (issue 19:
+    it used to refuse the run)."""
+    args = ["validate", fake, twin, "--ann", MMPOSE_ANN, "--images", COCO_VAL / "images", "--no-flip", "--json"]
+    with caplog.at_level("WARNING", logger="gtpt_deploy.eval.validate"):
+        res = _invoke(args + ["--batch", "8"])
+    assert res.exit_code == 0, res.output
+    said = [r.getMessage() for r in caplog.records if r.name == "gtpt_deploy.eval.validate"]
+    assert len(said) == 1 and "fake_b2.onnx has a static batch of 2: it runs at batch 2" in said[0], said
+    rows = json.loads(res.stdout)["rows"]
+    assert rows[1]["argmax_agreement"] == 1.0 and rows[1]["delta_AP"] == 0.0
+    assert [r["AP"] for r in json.loads(_invoke(args).stdout)["rows"]] == [r["AP"] for r in rows]
 
 
 def test_validate_user_errors(fake, twin, tmp_path):
@@ -182,3 +224,20 @@ def test_validate_with_detected_boxes(fake, twin, boxes):
     report = json.loads(res.stdout)
     assert report["persons"] > 0 and report["boxes"] != "gt"
     assert report["rows"][1]["argmax_agreement"] == 1.0  # same weights, same cached boxes -> same crops
+
+
+def test_validate_python_keywords_are_the_typed_options(fake, twin):
+    """The Python API keeps its keywords (issue 19: <= 12 parameters); they become the same RunnerSpec / BoxSpec the
+    CLI builds, and a keyword beside its spec, or an unknown one, is a TypeError."""
+    from gtpt_deploy.eval.validate import BoxSpec, RunnerSpec, validate
+
+    args = (fake, [twin], MMPOSE_ANN, COCO_VAL / "images")
+    a = validate(*args, boxes=MMPOSE_DETS, box_thr=0.3, threads=1, flip=False, batch=4)
+    b = validate(*args, BoxSpec(MMPOSE_DETS, box_thr=0.3), runner=RunnerSpec(threads=1, batch=4, flip=False))
+    strip = [{k: v for k, v in r.to_dict().items() if k != "model_ms_per_crop"} for r in a.rows]
+    assert strip == [{k: v for k, v in r.to_dict().items() if k != "model_ms_per_crop"} for r in b.rows]
+    assert a.boxes == b.boxes == str(MMPOSE_DETS) and a.persons == b.persons > 0
+    with pytest.raises(TypeError, match="not both"):
+        validate(*args, runner=RunnerSpec(), threads=1)
+    with pytest.raises(TypeError, match="unexpected keyword arguments box_threshold"):
+        validate(*args, box_threshold=0.3)

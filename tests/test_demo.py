@@ -34,14 +34,17 @@ def test_demo_runs_end_to_end(shared, tmp_path):
     assert len(drawn) == 8, "one annotated copy per bundled image"
     # The validate table: the ONNX file equals PyTorch exactly (FP32 budget dAP = 0) on a memorized model.
     lines = result.output.splitlines()
-    base = next(line for line in lines if "(base)" in line and "torch " in line)
-    onnx_row = next(line for line in lines if line.startswith("gtpt_t_coco_sample_b1.onnx") and "onnxruntime [" in line)
-    base_ap = float(base.split()[base.split().index("[cpu]") + 1])
+    # each artifact: a line with its name and runner, then its numbers
+    rows = {name: numbers for name, numbers in zip(lines, lines[1:])}
+    base = next(rows[line] for line in rows if "(base)" in line and "torch " in line)
+    onnx_row = next(rows[line] for line in rows
+                    if line.startswith("gtpt_t_coco_sample_b1.onnx") and "onnxruntime [" in line)
+    base_ap = float(base.split()[0])
     assert base_ap >= 0.50, f"the memorized sample should score high on its own images, got AP {base_ap}"
     assert " +0.0000 " in onnx_row and " 1.0000 " in onnx_row, onnx_row
     assert "within the budget" in result.output
     # the precision chain: FP16 and INT8 files beside the FP32 one, each a validate row with its precision
     assert (out / "gtpt_t_coco_sample_b1_fp16.onnx").is_file() and (out / "gtpt_t_coco_sample_b1_int8.onnx").is_file()
-    assert any(line.startswith("gtpt_t_coco_sample_b1_fp16.onnx") and " fp16 " in line for line in lines)
-    assert any(line.startswith("gtpt_t_coco_sample_b1_int8.onnx") and " int8 " in line for line in lines)
+    assert any(line.startswith("gtpt_t_coco_sample_b1_fp16.onnx") and " fp16 " in rows[line] for line in rows)
+    assert any(line.startswith("gtpt_t_coco_sample_b1_int8.onnx") and " int8 " in rows[line] for line in rows)
 

@@ -179,6 +179,36 @@ def test_onnx_only_modules_import_and_run_without_torch(fake_dyn, tmp_path):
     assert out.stdout.strip().endswith("ok")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_kept_tokens_option_returns_the_topk_indices_without_changing_the_logits(seed0_t_checkpoint,
+                                                                                 seed0_t_onnx_b1, fake_dyn):
+    """kept_tokens=True (issue 19): infer_kept gives the logits infer gives, bit for bit, plus one int64 (B, ..., k)
+    array per pruning stage; PyTorch and ONNX Runtime keep the same tokens; a graph without TopK has none."""
+    import torch
+
+    from gtpt_deploy.eval.tokens import kept_token_agreement
+
+    x = torch.load(FIXTURES / "gtpt_t_human_seed0_io.pt", weights_only=True)["input"].numpy()[:2]
+    with create_runner(seed0_t_onnx_b1) as plain, create_runner(seed0_t_onnx_b1, kept_tokens=True) as r:
+        with pytest.raises(RunnerStateError, match="kept_tokens=True"):
+            plain.infer_kept(x[:1])
+        ort_kept = []
+        for i in range(2):
+            px, py = plain.infer(x[i:i + 1])
+            kx, ky, kept = r.infer_kept(x[i:i + 1])
+            assert np.array_equal(px, kx) and np.array_equal(py, ky)
+            assert [k.shape[0] for k in kept] == [1, 1, 1] and all(k.dtype == np.int64 for k in kept)
+            ort_kept.append(kept)
+        assert len(r.times) == 2
+    ort_kept = [np.concatenate(s) for s in zip(*ort_kept)]
+    with create_runner(seed0_t_checkpoint, threads=1, kept_tokens=True) as tr:
+        _, _, torch_kept = tr.infer_kept(x)
+    assert [k.shape for k in torch_kept] == [k.shape for k in ort_kept]
+    assert kept_token_agreement(torch_kept, ort_kept) == (1.0, 1.0, 1.0)
+    with create_runner(fake_dyn, kept_tokens=True) as r:
+        assert r.infer_kept(np.zeros((2, 3, 256, 192), np.float32))[2] is None
+
+
 def test_torch_runner_turns_tf32_off_only_during_its_own_calls():
     """The FP32 reference runs without TF32 on CUDA, but the process's switches are restored after each call (they
     used to be turned off for the whole process when a CUDA torch runner was activated; issue 19)."""

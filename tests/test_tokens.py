@@ -49,3 +49,28 @@ def test_kept_token_agreement_of_gtpt_stages_compares_token_ids():
     assert kept_token_agreement(base, cand) == pytest.approx((1.0, 1.0, 1.0))
     other = [cand[0], np.array([[[1, 0], [2, 3], [2, 3]]]), cand[2]]       # row 2 keeps token 1 instead of 3
     assert kept_token_agreement(base, other)[1] == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+def test_predictor_keeps_the_tokens_of_the_original_crops_only(sample_onnx):
+    """Predictor.kept_tokens: the flip test's mirrored rows and a static batch's padding rows are left out, so the
+    tokens of N crops are those of each crop run alone (issue 19: one crop -> pose path records them)."""
+    import numpy as np
+
+    from gtpt_deploy.runners import create_runner
+    from gtpt_deploy.runtime.predictor import Predictor
+
+    crops = np.random.default_rng(0).normal(size=(3, 3, 256, 192)).astype(np.float32)
+    with create_runner(sample_onnx, kept_tokens=True, threads=1) as runner:
+        alone = [runner.infer_kept(c[None])[2] for c in crops]
+        predictor = Predictor(runner, flip=True, prefetch=0)
+        assert predictor.kept_tokens() is None                      # nothing ran yet
+        predictor.infer_crops(crops[:2])
+        predictor.infer_crops(crops[2:])
+        kept = predictor.kept_tokens()
+    assert [k.shape[0] for k in kept] == [3, 3, 3]
+    for i, one in enumerate(alone):
+        assert all(np.array_equal(k[i], o[0]) for k, o in zip(kept, one))
+    with create_runner(sample_onnx, threads=1) as runner:           # not recording: nothing kept
+        predictor = Predictor(runner, flip=False, prefetch=0)
+        predictor.infer_crops(crops[:1])
+        assert predictor.kept_tokens() is None

@@ -2,26 +2,24 @@
 
 The crops are the GT person boxes of an annotation file through the inference preprocessing (``runtime.crops``), so
 this AP equals ``validate``'s GT-box AP for the same file; here every candidate graph is scored without writing it
-to disk. No torch import.
+to disk. Scoring goes through the Predictor (padding, flip test, decoding), the one crop -> pose path. No torch
+import.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..coco import to_coco_results
+from ..errors import GtptError
 from ..eval.compare import Agreement, compare_keypoints
 from ..eval.metrics import evaluate
-from ..keypoints import flip_permutation
 from ..metadata import ModelMeta
-from ..runtime import codec
-
-InferFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-
+from ..runtime.predictor import Predictor
 
 @dataclass(frozen=True)
 class CropScore:
@@ -41,74 +39,66 @@ class CropScore:
         return compare_keypoints(base.keypoints, base.bins, self.keypoints, self.bins)
 
 
-class SessionInfer:
-    """``infer`` for an in-memory ``onnx.ModelProto`` (or serialized bytes) on ONNX Runtime's CPU provider, through
-    the common runner (``create_runner``). A static-batch model gets padded batches of its own size.
+class CropModel:
+    """An in-memory model on ONNX Runtime's CPU provider (``create_runner``), run on person crops through the
+    Predictor: its padding to a static batch, flip test and decoding, the same as ``run`` and ``validate``.
 
-    Calling it maps float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays. It owns an active runner (an ONNX
-    Runtime session holding the model's weights): ``close()`` it, or use it as a context manager; a caller that only
-    drops it (``score_crops(session_infer(m), ...)``) still releases the session then, through a finalizer, instead
-    of leaving it to whenever the garbage collector runs.
+    Calling it gives raw logits (no flip): float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays. The runner
+    stays active until :meth:`close` or the end of a ``with`` block; a caller that only drops it
+    (``score_crops(session_infer(m), ...)``) releases it then too, through a finalizer.
     """
 
     def __init__(self, model: Any, threads: int | None = None) -> None:
         from ..runners import create_runner
 
-        self._runner = create_runner(model, threads=threads).activate()
-        self._static = self._runner.static_batch
-        self._finalizer = weakref.finalize(self, self._runner.deactivate)
+        self.runner = create_runner(model, threads=threads).activate()
+        self._finalizer = weakref.finalize(self, self.runner.deactivate)
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        static, runner = self._static, self._runner
-        if not static or len(batch) == static:
-            return runner.infer(np.ascontiguousarray(batch, np.float32))
-        xs, ys = [], []
-        for s in range(0, len(batch), static):
-            chunk = batch[s:s + static]
-            n = len(chunk)
-            if n < static:
-                chunk = np.concatenate((chunk, np.zeros((static - n, *chunk.shape[1:]), np.float32)))
-            x, y = runner.infer(np.ascontiguousarray(chunk, np.float32))
-            xs.append(x[:n]), ys.append(y[:n])
-        return np.concatenate(xs), np.concatenate(ys)
+    def predictor(self, flip: bool, batch: int = 16) -> Predictor:
+        """A Predictor of at most ``batch`` rows per call (a static-batch model: its own)."""
+        return Predictor(self.runner, flip=flip, batch=None if self.runner.static_batch else batch, prefetch=0)
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y, _, _ = self.predictor(flip=False).infer_crops(np.ascontiguousarray(crops, np.float32))
+        return x, y
+
+    def poses(self, crops: Any, flip: bool = True, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``PersonCrops`` -> (keypoints float32 (N, K, 3) in image pixels + confidence, bins int32 (N, K, 2)),
+        run ``batch`` crops at a time (their flipped copies too with ``flip``)."""
+        predictor = self.predictor(flip, batch)
+        arr = crops.crops
+        outs = [predictor.infer_crops(np.ascontiguousarray(arr[s:s + batch], np.float32))
+                for s in range(0, len(arr), batch)]
+        x, y, fx, fy = (np.concatenate(o) if o[0] is not None else None for o in zip(*outs))
+        return predictor.decode(x, y, fx, fy, np.asarray(crops.centers), np.asarray(crops.scales))
 
     def close(self) -> None:
         """Release the session (idempotent)."""
         self._finalizer()
 
-    def __enter__(self) -> "SessionInfer":
+    def __enter__(self) -> "CropModel":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-session_infer = SessionInfer   # the name the calibration code calls
+def session_infer(model: Any, threads: int | None = None) -> CropModel:
+    """The :class:`CropModel` of an in-memory ``onnx.ModelProto`` (or serialized bytes): call it for logits, pass
+    it to :func:`score_crops` for AP."""
+    return CropModel(model, threads)
 
 
-def score_crops(infer: InferFn, crops: Any, meta: ModelMeta, gt: dict, flip: bool = True,
+def score_crops(infer: CropModel, crops: Any, meta: ModelMeta, gt: dict, flip: bool = True,
                 batch: int = 16) -> CropScore:
-    """Run ``infer`` over ``crops`` (a ``PersonCrops``: crops (N, 3, H, W) float32, centers, scales, image_ids),
-    with the official flip test, decode, and evaluate against ``gt`` (the loaded annotation dict)."""
-    x, y, fx, fy = [], [], [], []
-    arr = crops.crops
-    for s in range(0, len(arr), batch):
-        chunk = np.ascontiguousarray(arr[s:s + batch])
-        a, b = infer(chunk)
-        x.append(a), y.append(b)
-        if flip:
-            a, b = infer(np.ascontiguousarray(chunk[..., ::-1]))
-            fx.append(a), fy.append(b)
-    x, y = np.concatenate(x), np.concatenate(y)
-    flipped = None
-    if flip:
-        flipped = codec.flip_back(np.concatenate(fx), np.concatenate(fy),
-                                  flip_permutation(meta.flip_pairs, meta.num_keypoints))
-    coords, conf = codec.decode(x, y, meta.split_ratio, flipped)
+    """COCO AP of the model on ``crops`` (a ``PersonCrops``: crops (N, 3, H, W) float32, centers, scales,
+    image_ids) against ``gt`` (the loaded annotation dict), with the official flip test; ``meta``: the metadata the
+    caller expects (the model's own must have its keypoints, GtptError otherwise)."""
+    if infer.runner.meta.num_keypoints != meta.num_keypoints:
+        raise GtptError(f"score_crops: the model predicts {infer.runner.meta.num_keypoints} keypoints, expected "
+                        f"{meta.num_keypoints} ({meta.variant})")
+    kpts, bins = infer.poses(crops, flip, batch)
     centers, scales = np.asarray(crops.centers), np.asarray(crops.scales)
-    xy = codec.to_image(coords, centers, scales, tuple(meta.input_size))
-    kpts = np.concatenate((xy, conf[..., None]), axis=-1)
-    bins = np.rint(coords * meta.split_ratio).astype(np.int32)
     results = to_coco_results(np.asarray(crops.image_ids), kpts, np.ones(len(kpts), np.float32), centers, scales)
     metrics = evaluate(gt, results)
     head = getattr(metrics, "wholebody", metrics)

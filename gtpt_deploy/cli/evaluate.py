@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,20 +57,22 @@ def evaluate_cmd(ann: Path, results: Path, as_json: bool) -> None:
               show_default="by precision: fp32 0, fp16 0.001, bf16 and int8 0.005",
               help="Largest allowed AP drop of every candidate, 0-1 AP (0.005 = half an AP point).")
 @click.option("--no-flip", is_flag=True, help="Skip the flip test.")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Crops per call (dynamic-batch artifacts).")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="Crops per call of the dynamic-batch artifacts; a static-batch one runs at its exported batch.")
 @where_options("the candidates")
 @click.option("--baseline-device", default=None, metavar="cpu|cuda|cuda:N", show_default="--device",
               help="Where the baseline runs (e.g. a CPU .pth baseline against GPU candidates).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} (baseline first) on stdout.')
 def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: Path, images: Path, boxes: str | None,
-                 detector: Path | None, box_thr: float | None, detector_device: str, detector_threads: int | None,
-                 max_ap_drop: float | None, no_flip: bool, batch: int | None, device: str | None, provider: str | None,
-                 threads: int | None, baseline_device: str | None, as_json: bool) -> None:
+                 max_ap_drop: float | None, no_flip: bool, batch: int | None, baseline_device: str | None,
+                 as_json: bool, **where: Any) -> None:
     """Prove CANDIDATE artifacts match the BASELINE: COCO AP of each on identical crops, and their agreement.
 
     \b
-    One row per artifact: AP, AP50, AP75, AR (0-1, as 'evaluate'), dAP vs the baseline, argmax agreement
-    (fraction of keypoints with the same SimCC bins), mean / max keypoint displacement vs the baseline (pixels).
+    Per artifact (baseline first) a line with its name and runner, then its numbers: AP, AP50, AP75, AR (0-1, as
+    'evaluate'), dAP vs the baseline, argmax agreement (fraction of keypoints with the same SimCC bins), mean / max
+    keypoint displacement vs the baseline (pixels), the kept tokens per pruning stage (recorded in the same pass).
+    Each artifact is loaded once; a static-batch one runs at its exported batch beside --batch for the others.
     --json rows carry evaluate --json's keys (whole-body: per part) plus the agreement columns.
     Every candidate must also be the baseline's model (column 'model', JSON same_model / lineage / reason):
     derived from it by the hashes the files record (checkpoint sha256, source ONNX, engine sidecar), or
@@ -84,12 +87,12 @@ def validate_cmd(baseline: Path | str, candidates: tuple[Path | str, ...], ann: 
       gtpt-deploy validate gtpt_t.pth gtpt_t_b1.onnx gtpt_t_b1_int8.onnx --ann val.json --images val2017/ \\
           --provider openvino:bf16
     """
-    from ..eval.validate import validate
+    from ..eval.validate import BoxSpec, RunnerSpec, validate
 
-    report = validate(baseline, candidates, ann, images, boxes=boxes, detector=detector, flip=not no_flip,
-                      batch=batch, device=device, box_thr=box_thr, max_ap_drop=max_ap_drop, threads=threads,
-                      progress=show_progress(), provider=provider, baseline_device=baseline_device,
-                      detector_device=detector_device, detector_threads=detector_threads)
+    # the option groups' values as the typed options validate takes (where_options, detector_options)
+    runner = RunnerSpec(where.pop("device"), where.pop("provider"), where.pop("threads"), batch, not no_flip)
+    report = validate(baseline, candidates, ann, images, BoxSpec(boxes, **where), runner=runner,
+                      baseline_device=baseline_device, max_ap_drop=max_ap_drop, progress=show_progress())
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -70,7 +70,8 @@ def ap_deltas(labels: Sequence[str], artifacts: Sequence[str], providers: Sequen
     from ..runtime.person_boxes import box_source
     from ..runtime.run import stack_poses
     from .metrics import evaluate
-    from .validate import DEFAULT_BUDGETS, DEFAULT_MAX_AP_DROP, _predict_all
+    from ..runners import create_runner, provider_for
+    from .validate import DEFAULT_BUDGETS, DEFAULT_MAX_AP_DROP, predict_all
 
     gt = load_annotations(ann)
     images = Path(images)
@@ -81,9 +82,10 @@ def ap_deltas(labels: Sequence[str], artifacts: Sequence[str], providers: Sequen
     base_ap = 0.0
     for i, (label, artifact, provider) in enumerate(zip(labels, artifacts, providers)):
         progress(f"AP of {label} on {Path(ann).name}")
-        poses, _, meta, _, precision = _predict_all(artifact, paths, source, ids, True, batch, "cpu", provider,
-                                                    threads, False)
-        ap = float(evaluate(gt, to_coco_results(*stack_poses(poses, meta.num_keypoints))).AP)
+        with create_runner(artifact, "cpu", provider=provider_for(artifact, provider), threads=threads) as runner:
+            run = predict_all(runner, paths, source, ids, True, batch)
+        precision = run.precision
+        ap = float(evaluate(gt, to_coco_results(*stack_poses(run.poses, run.meta.num_keypoints))).AP)
         base_ap = ap if i == 0 else base_ap
         budget = 0.0 if i == 0 else DEFAULT_BUDGETS.get(precision, DEFAULT_MAX_AP_DROP)
         out.append({"AP": ap, "delta_AP": ap - base_ap, "precision": precision, "budget": budget,

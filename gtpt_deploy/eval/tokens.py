@@ -1,8 +1,9 @@
 """Pruning-aware parity: which tokens survive each top-k pruning stage, and how often two runners agree on them.
 
 Reduced precision can change *which* tokens a GTPT keeps; the logits may still look close while the model attends to
-other parts of the person. For ONNX artifacts the TopK index tensors are added as extra outputs of an in-memory copy
-of the graph (the file is untouched). No torch import.
+other parts of the person. The indices come from the runners (``create_runner(..., kept_tokens=True)``, e.g. the
+TopK index tensors as extra outputs of an in-memory copy of an ONNX graph) through the Predictor, so this module
+never branches on the backend. No torch import.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..runners.kept import topk_index_outputs  # noqa: F401 - re-exported: export's parity and tests use it here
 
 
 # Pruning stages of the GTPT variants in TopK order, by count (see export.parity.stage_names): COCO has one TopK per
@@ -42,24 +45,6 @@ def token_ids(kept: Sequence[np.ndarray], stages: Sequence[str] | None = None) -
         ids[name] = mapped
         out.append(mapped)
     return out
-
-
-def topk_index_outputs(model: Any) -> tuple[Any, list[str]]:
-    """A copy of ``model`` (``onnx.ModelProto``) whose TopK index tensors are graph outputs too.
-
-    Returns:
-        (copy, names): names of the int64 index tensors, one per pruning stage, in graph (= stage) order.
-    """
-    import onnx
-
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    names = [n.output[1] for n in out.graph.node if n.op_type == "TopK" and len(n.output) > 1]
-    present = {o.name for o in out.graph.output}
-    for name in names:
-        if name not in present:
-            out.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))
-    return out, names
 
 
 def forced_topk_inputs(model: Any) -> tuple[Any, list[str]]:
@@ -118,104 +103,36 @@ def kept_token_agreement(base: Sequence[np.ndarray], cand: Sequence[np.ndarray])
     return tuple(fractions)
 
 
-def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None,
-                provider: str | None = None) -> list[np.ndarray] | None:
+def kept_tokens(artifact: Any, crops: np.ndarray, threads: int | None = None, provider: str | None = None,
+                device: str | None = None) -> list[np.ndarray] | None:
     """Kept token indices per stage of an artifact on float32 (N, 3, H, W) crops (no flip).
 
-    ``.onnx`` (path or ``onnx.ModelProto``): a copy with the TopK indices as outputs, run on the CPU by ONNX Runtime,
-    or by OpenVINO at its precision when ``provider`` is ``openvino[:f32|:bf16]`` (bf16 may keep other tokens, so
-    the row must show the backend that produced its AP); ``.pth`` / ``.pt``: the PyTorch model with its top-k calls
-    recorded. None for artifacts that cannot expose them (engines).
+    The artifact's runner with ``kept_tokens=True`` (``.onnx`` by ONNX Runtime, or OpenVINO for
+    ``provider="openvino[:f32|:bf16]"``, which may keep other tokens at bf16; ``.pth`` by PyTorch) behind the
+    Predictor's batching. None for artifacts that cannot expose them (engines).
     """
-    from pathlib import Path
+    from ..runners import create_runner, provider_for
+    from ..runtime.predictor import Predictor
 
-    suffix = Path(artifact).suffix.lower() if isinstance(artifact, (str, Path)) else ".onnx"
-    if suffix in (".pth", ".pt"):
-        from ..models import create_model
-        from ..models.tokens import record_kept_tokens
-
-        return record_kept_tokens(create_model(checkpoint=artifact), crops)
-    if suffix != ".onnx":
-        return None
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(artifact)) if isinstance(artifact, (str, Path)) else artifact
-    copy, names = topk_index_outputs(model)
-    if not names:
-        return None
-    if provider is not None and provider.startswith("openvino"):
-        return _openvino_indices(copy, names, crops, provider, threads)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-    session = ort.InferenceSession(copy.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    inp = session.get_inputs()[0]
-    static = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    step = static or 16
-    parts: list[list[np.ndarray]] = [[] for _ in names]
-    for s in range(0, len(crops), step):
-        chunk = np.ascontiguousarray(crops[s:s + step], np.float32)
-        n = len(chunk)
-        if static and n < static:
-            chunk = np.concatenate((chunk, np.zeros((static - n, *chunk.shape[1:]), np.float32)))
-        for store, idx in zip(parts, session.run(names, {inp.name: chunk})):
-            store.append(idx[:n])
-    return [np.concatenate(p) for p in parts]
+    with create_runner(artifact, device, provider=provider_for(artifact, provider), threads=threads,
+                       kept_tokens=True) as runner:
+        predictor = Predictor(runner, flip=False, prefetch=0)
+        predictor.infer_crops(np.ascontiguousarray(crops, np.float32))
+        return predictor.kept_tokens()
 
 
-def _openvino_indices(copy: Any, names: list[str], crops: np.ndarray, provider: str,
-                      threads: int | None) -> list[np.ndarray]:
-    """The TopK index outputs of ``copy`` compiled by OpenVINO as the runner compiles it (one call per 16 crops)."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-
-    from ..runners.openvino import compile_for_cpu, parse_openvino_provider
-
-    with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
-        path = Path(tmp) / "with_topk_indices.onnx"
-        onnx.save(copy, str(path))
-        model, compiled, _, _ = compile_for_cpu(path, parse_openvino_provider(provider), threads)
-    static = model.inputs[0].get_partial_shape()[0]
-    step = static.get_length() if static.is_static else 16
-    request = compiled.create_infer_request()
-    parts: list[list[np.ndarray]] = [[] for _ in names]
-    for s in range(0, len(crops), step):
-        chunk = np.ascontiguousarray(crops[s:s + step], np.float32)
-        n = len(chunk)
-        if n < step and static.is_static:
-            chunk = np.concatenate((chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)))
-        result = request.infer({0: chunk})
-        for store, name in zip(parts, names):
-            store.append(np.array(result[compiled.output(name)])[:n])
-    return [np.concatenate(p) for p in parts]
-
-
-def with_kept_tokens(rows: list[Any], gt: dict, images: Any, threads: int | None = None,
-                     providers: Sequence[str | None] | None = None) -> list[Any]:
-    """``validate`` rows with ``kept_tokens`` filled: per-stage agreement of each artifact's kept tokens with the
-    baseline's (first row) on the GT person crops of ``gt``, each run by the backend of its row (``providers``, one
-    per row: the ``--provider`` it ran with, None for the default). Rows stay as they are when the baseline exposes
-    no token indices or the file has no person crops."""
+def with_kept_tokens(rows: list[Any], kept: Sequence[Sequence[np.ndarray] | None]) -> list[Any]:
+    """``validate`` rows with ``kept_tokens`` filled: per-stage agreement of each artifact's kept tokens (``kept``,
+    one entry per row, recorded on the same crops: ``Predictor.kept_tokens``) with the baseline's (first row).
+    Rows stay as they are when the baseline exposes no token indices (or there were no crops); a candidate that
+    exposes none, or other shapes, gets None."""
     from dataclasses import replace
 
-    from ..errors import GtptError
-    from ..runtime.crops import person_crops
-
-    try:
-        crops = person_crops(gt, images).crops
-    except GtptError:
-        return rows
-    providers = list(providers) if providers is not None else [None] * len(rows)
-    base = kept_tokens(rows[0].artifact, crops, threads, providers[0])
+    base = kept[0] if kept else None
     if base is None:
         return rows
     out = [replace(rows[0], kept_tokens=tuple(1.0 for _ in base))]
-    for row, provider in zip(rows[1:], providers[1:]):
-        cand = kept_tokens(row.artifact, crops, threads, provider)
+    for row, cand in zip(rows[1:], kept[1:]):
         same = cand is not None and [c.shape for c in cand] == [b.shape for b in base]
         out.append(replace(row, kept_tokens=kept_token_agreement(base, cand) if same else None))
     return out

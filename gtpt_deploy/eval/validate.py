@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..runtime.boxes import CachedBoxes, GroundTruthBoxes
+from ..runners import Runner, create_runner, provider_for
+from ..runtime.boxes import BoxSource, CachedBoxes, GroundTruthBoxes
 from ..runtime.person_boxes import box_source
 from .compare import compare_keypoints
 from .lineage import floor_key, provenance, refuse_self_comparison, relation, same_model
 from .tokens import with_kept_tokens
+from .validation_report import TABLE_WIDTH, ValidationReport, ValidationRow  # noqa: F401 - importable from here too
 from ..errors import GtptError, InputImageError
 from ..coco import load_annotations, to_coco_results
 from .metrics import evaluate
@@ -41,143 +44,146 @@ DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 mu
 DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "bf16": DEFAULT_MAX_AP_DROP, "int8": DEFAULT_MAX_AP_DROP}
 
 
+# validate's typed options, field for field those of the `core` branch's runtime/options.py (RunnerSpec, BoxSpec):
+# when that lands, these two classes give way to its import
 @dataclass(frozen=True)
-class ValidationRow:
-    """One artifact's result. The baseline row has delta 0, agreement 1 and displacement 0."""
+class RunnerSpec:
+    """How the pose artifacts run: ``device`` (``cpu`` / ``cuda[:N]``; None: each artifact's default),
+    ``provider`` (how ``.onnx`` files run; the others ignore it), ``threads`` (CPU threads of each backend),
+    ``batch`` (crops per call of a dynamic-batch artifact; a static one runs at its own), ``flip`` (flip test)."""
 
-    artifact: str
-    runner: str
-    metrics: dict[str, Any]         # evaluate --json's keys: AP, AP50, AP75, APm, APl, AR (whole-body: per part)
-    AP: float                       # the headline AP, 0-1 (whole-body: all 133 points)
-    delta_AP: float                 # AP - baseline AP (0-1)
-    argmax_agreement: float         # fraction of keypoints with the baseline's argmax bins in x and y
-    mean_disp_px: float             # keypoint displacement vs the baseline, image pixels
-    max_disp_px: float
-    within_budget: bool             # delta_AP >= -max_ap_drop (always True for the baseline); see also ``passed``
-    model_ms_per_crop: float        # mean runner time per crop (flip test: both passes)
-    precision: str = "fp32"         # the precision it ran in: gtpt.precision, or bf16 (OpenVINO bf16 run)
-    budget: float = 0.0             # the AP drop allowed for this row (0-1)
-    kept_tokens: tuple[float, ...] | None = None   # per pruning stage: fraction of the baseline's kept tokens kept
-    lineage: str = "baseline"       # derived / other / unknown: what the recorded hashes say (eval/lineage.py)
-    same_model: bool = True         # derived from the baseline, or agreeing with it above its precision's floors
-    reason: str = ""                # why same_model is what it is (one line)
-
-    @property
-    def passed(self) -> bool:
-        """Within the AP budget and the baseline's model."""
-        return self.within_budget and self.same_model
-
-    def to_dict(self) -> dict[str, object]:
-        """The row as JSON: ``evaluate --json``'s keys at the top level, then the agreement columns."""
-        d = asdict(self)
-        metrics = d.pop("metrics")
-        d.pop("AP")
-        return {"artifact": d.pop("artifact"), "runner": d.pop("runner"), **metrics, **d, "passed": self.passed}
-
-    @property
-    def headline(self) -> dict[str, float]:
-        """AP, AP50, AP75, AR of the headline metrics (whole-body: the ``wholebody`` part)."""
-        return self.metrics.get("wholebody", self.metrics)
+    device: str | None = None
+    provider: str | None = None
+    threads: int | None = None
+    batch: int | None = None
+    flip: bool = True
 
 
 @dataclass(frozen=True)
-class ValidationReport:
-    rows: list[ValidationRow]       # baseline first
-    max_ap_drop: float
-    boxes: str
-    images: int
-    persons: int
+class BoxSpec:
+    """Where the person boxes come from: ``boxes`` (``"gt"`` or a COCO detection results JSON) or ``detector``
+    (a person detector ONNX) with its ``box_thr``, ``detector_device`` and ``detector_threads``; ``ann``: the
+    annotation file of ``"gt"`` (validate passes its own)."""
 
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"rows": [r.to_dict() for r in self.rows], "max_ap_drop": self.max_ap_drop, "boxes": self.boxes,
-                "images": self.images, "persons": self.persons, "passed": self.passed}
-
-    def format_table(self) -> str:
-        """The terminal table: one row per artifact (baseline first), then the verdict line."""
-        names = [Path(r.artifact).name + (" (base)" if i == 0 else "" if r.passed else " FAIL")
-                 for i, r in enumerate(self.rows)]
-        wa, wr = max(len(n) for n in names + ["artifact"]), max(len(r.runner) for r in self.rows)
-        header = (f"{'artifact':<{wa}}  {'runner':<{wr}} {'AP':>6} {'AP50':>6} {'AP75':>6} {'AR':>6} {'prec':>4} "
-                  f"{'dAP':>7} {'budget':>6} {'argmax':>7} {'mean px':>8} {'max px':>8} {'model':>8}  "
-                  f"kept tokens/stage")
-        lines = ["AP columns: COCO keypoint AP, 0-1", header, "-" * len(header)]
-        for name, r in zip(names, self.rows):
-            h = r.headline
-            tokens = " ".join(f"{t:.3f}" for t in r.kept_tokens) if r.kept_tokens is not None else "-"
-            lines.append(f"{name:<{wa}}  {r.runner:<{wr}} {h['AP']:6.3f} {h['AP50']:6.3f} {h['AP75']:6.3f} "
-                         f"{h['AR']:6.3f} {r.precision:>4} {r.delta_AP:+7.4f} {r.budget:6.4f} "
-                         f"{r.argmax_agreement:7.4f} {r.mean_disp_px:8.3f} {r.max_disp_px:8.3f} {_model(r):>8}  "
-                         f"{tokens}")
-        lines += [f"{name}: {r.reason}" for name, r in zip(names, self.rows) if not r.same_model]
-        if self.passed:
-            verdict = "within the budget (AP drop <= the row's budget, 0-1 AP), every candidate the baseline's model"
-        else:
-            verdict = "OVER the budget (AP drop <= the row's budget, 0-1 AP) or not the baseline's model"
-        lines.append(f"boxes: {self.boxes}; {self.images} images, {self.persons} persons; {verdict}")
-        return "\n".join(lines)
+    boxes: str | Path | None = None
+    detector: str | Path | None = None
+    ann: str | Path | None = None
+    box_thr: float | None = None
+    detector_device: str = "cpu"
+    detector_threads: int | None = None
 
 
-def _model(row: ValidationRow) -> str:
-    """The table's model column: how a row is the baseline's model (or NOT)."""
-    if row.lineage == "baseline":
-        return "base"
-    return ("derived" if row.lineage == "derived" else "agrees") if row.same_model else "NOT"
+def _box_source(spec: BoxSpec, gt: dict) -> CachedBoxes:
+    """The boxes of ``spec`` (ground truth of ``gt`` when it names none), cached so every artifact sees the same."""
+    boxes = "gt" if spec.boxes is None and spec.detector is None else spec.boxes
+    return CachedBoxes(box_source(boxes=boxes, detector=spec.detector, ann=gt, score_thr=spec.box_thr,
+                                  device=spec.detector_device, threads=spec.detector_threads))
 
 
-def _predict_all(artifact: str | Path, paths: list[Path], source: CachedBoxes, ids: dict[Path, int], flip: bool,
-                 batch: int | None, device: str | None, provider: str | None, threads: int | None,
-                 progress: bool) -> tuple[list[ImagePoses], str, Any, float, str]:
+def _box_label(spec: BoxSpec) -> str:
+    """How the report names the boxes."""
+    if spec.detector is not None:
+        return f"detector {Path(spec.detector).name}"
+    return "gt" if spec.boxes is None or str(spec.boxes) == "gt" else str(spec.boxes)
+
+
+@dataclass
+class ArtifactRun:
+    """One artifact's pass over the images: its poses (image order), the kept tokens of its crops per stage
+    (``Predictor.kept_tokens``; None where the backend cannot expose them), runner facts and its time per crop."""
+
+    poses: list[ImagePoses]
+    kept: list[np.ndarray] | None
+    description: str
+    meta: Any
+    ms_per_crop: float
+    precision: str
+
+
+def predict_all(runner: Runner, paths: list[Path], source: BoxSource, ids: dict[Path, int], flip: bool = True,
+                batch: int | None = None, progress: bool = False) -> ArtifactRun:
+    """Pose every image of ``paths`` with an active ``runner`` through the Predictor; a static-batch artifact runs
+    at its exported batch whatever ``batch`` says (one line on stderr). InputImageError for an unreadable image."""
     from tqdm import tqdm
 
-    from ..runners import create_runner
-
+    name = Path(runner.source).name
+    static = runner.static_batch
+    if batch is not None and static is not None and batch != static:
+        log.warning("%s has a static batch of %d: it runs at batch %d (--batch %d applies to dynamic-batch "
+                    "artifacts)", name, static, static, batch)
+        batch = None
+    predictor = Predictor(runner, flip=flip, batch=batch)
     out: list[ImagePoses] = []
-    with create_runner(artifact, device=device, provider=provider if Path(artifact).suffix == ".onnx" else None,
-                       threads=threads) as runner:
-        predictor = Predictor(runner, flip=flip, batch=batch)
-        bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc=Path(artifact).name)
+    with tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr, desc=name) as bar:
         for result in predictor.predict(paths, source, ids):
             bar.update(1)
             if isinstance(result, ImageFailure):
-                bar.close()
                 raise InputImageError(f"validation needs every annotated image: {result.error}")
             out.append(result)
-        bar.close()
-        crops = sum(len(p.keypoints) for p in out) * (2 if flip else 1)
-        ms = 1000.0 * float(sum(runner.times)) / max(crops, 1)
-        return out, runner.description, runner.meta, ms, runner.run_precision
+    crops = sum(len(p.keypoints) for p in out) * (2 if flip else 1)
+    ms = 1000.0 * float(sum(runner.times)) / max(crops, 1)
+    return ArtifactRun(out, predictor.kept_tokens(), runner.description, runner.meta, ms, runner.run_precision)
 
 
 def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | Path, images: str | Path,
-             boxes: str | Path | None = None, detector: str | Path | None = None, flip: bool = True,
-             batch: int | None = None, device: str | None = None, box_thr: float | None = None,
-             max_ap_drop: float | Mapping[str, float] | None = None, threads: int | None = None,
-             progress: bool = False, provider: str | None = None, baseline_device: str | None = None,
-             detector_device: str = "cpu", detector_threads: int | None = None) -> ValidationReport:
+             boxes: str | Path | BoxSpec | None = None, *, runner: RunnerSpec | None = None,
+             baseline_device: str | None = None, max_ap_drop: float | Mapping[str, float] | None = None,
+             progress: bool = False, **options: Any) -> ValidationReport:
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
 
     Args:
-        baseline: usually the ``.pth`` checkpoint; candidates: anything :func:`~gtpt_deploy.runners.create_runner` opens
-            (``.onnx``, ``.engine``, ``.pth``, ``triton://``).
+        baseline: usually the ``.pth`` checkpoint; candidates: anything :func:`~gtpt_deploy.runners.create_runner`
+            opens (``.onnx``, ``.engine``, ``.pth``, ``triton://``). Each is loaded once: its runner (kept tokens
+            recorded in the same pass) serves the layout check and the run.
         ann: COCO / COCO-WholeBody keypoint annotation file; ``images``: folder with its images.
-        boxes: ``"gt"`` (official GT-box protocol; the default without ``detector``) or a COCO detection results
-            JSON; or pass ``detector`` (an ONNX person detector, run once per image).
-        batch: crops per call for dynamic-batch artifacts (static ones use their own).
+        boxes: a :class:`BoxSpec`, or ``"gt"`` (official GT-box protocol, the default) / a detection results JSON.
+        runner: how the candidates run (:class:`RunnerSpec`: device, provider, threads; ``batch``: crops per call
+            of the dynamic-batch artifacts, a static one runs at its own and says so on stderr; ``flip``: the flip
+            test); baseline_device: the baseline's device (default: the runner's).
         max_ap_drop: largest allowed AP drop of a candidate, 0-1 AP (0.005 = half an AP point): one number for
             every candidate, or {precision: budget} over :data:`DEFAULT_BUDGETS` (None: those defaults).
-        device, provider: where the candidates run (``cpu`` / ``cuda[:N]``; None: each artifact's default, ``cuda``
-            for an engine, ``cpu`` otherwise; ONNX Runtime provider for .onnx); baseline_device: the baseline's
-            device (default: ``device``).
-        threads: CPU threads of each backend (None: its default).
-        detector_device, detector_threads: where the person detector runs (its own setting).
+        options: the same as keywords: ``device``, ``provider``, ``threads``, ``batch``, ``flip`` (RunnerSpec) and
+            ``detector``, ``box_thr``, ``detector_device``, ``detector_threads`` (BoxSpec).
 
     Returns:
         :class:`ValidationReport` (baseline row first); ``passed`` is False when a candidate is over budget.
     """
+    budgets = _budgets(max_ap_drop)
+    box_spec, spec = _specs(boxes, runner, options)
+    gt = load_annotations(ann)
+    on_base = baseline_device if baseline_device is not None else spec.device
+    if on_base == spec.device:
+        # the same file on the same device certifies nothing; on two devices (a CPU baseline and a CUDA candidate
+        # of one checkpoint) it is the device parity check gpu_check runs
+        refuse_self_comparison(baseline, candidates)
+    images = Path(images)
+    if not images.is_dir():
+        raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
+    paths = [images / n for n in GroundTruthBoxes(gt).file_names]
+    ids = {images / Path(im["file_name"]).name: int(im["id"]) for im in gt["images"] if "file_name" in im}
+    source = _box_source(box_spec, gt)
+    artifacts = [baseline, *candidates]
+    runs: list[ArtifactRun] = []
+    with ExitStack() as stack:
+        runners = [stack.enter_context(create_runner(a, on_base if i == 0 else spec.device,
+                                                     provider=provider_for(a, spec.provider), threads=spec.threads,
+                                                     kept_tokens=True)) for i, a in enumerate(artifacts)]
+        for artifact, r in zip(artifacts, runners):  # before any inference: a wrong pair fails in seconds
+            check_layout(artifact, r.meta, gt, ann)
+        for r in runners:
+            runs.append(predict_all(r, paths, source, ids, spec.flip, spec.batch, progress))
+            r.deactivate()                           # its memory back before the next one runs
+    rows = _rows(artifacts, runs, gt, budgets)
+    _check_baseline(rows)
+    rows = _with_lineage(with_kept_tokens(rows, [run.kept for run in runs]), [run.meta for run in runs])
+    persons = sum(len(p.keypoints) for p in runs[0].poses)
+    largest = max(r.budget for r in rows)       # the report's one number: the widest budget any row had
+    return ValidationReport(rows, largest, _box_label(box_spec), len(paths), persons)
+
+
+def _budgets(max_ap_drop: float | Mapping[str, float] | None) -> dict[str, float]:
+    """{precision: allowed AP drop}: :data:`DEFAULT_BUDGETS` with ``max_ap_drop`` applied; GtptError for a budget
+    outside 0-1."""
     budgets = dict(DEFAULT_BUDGETS)
     if isinstance(max_ap_drop, Mapping):
         budgets.update(max_ap_drop)
@@ -186,53 +192,47 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     for value in budgets.values():
         if not value >= 0 or value > 1:  # also refuses NaN
             raise GtptError(f"--max-ap-drop is a 0-1 AP difference (0.005 = half an AP point), got {value}")
-    gt = load_annotations(ann)
-    check_layouts([baseline, *candidates], gt, ann)    # before any inference: a wrong pair fails in seconds
-    if (baseline_device if baseline_device is not None else device) == device:
-        # the same file on the same device certifies nothing; on two devices (a CPU baseline and a CUDA candidate
-        # of one checkpoint) it is the device parity check gpu_check runs
-        refuse_self_comparison(baseline, candidates)
-    images = Path(images)
-    if not images.is_dir():
-        raise InputImageError(f"image folder {images} does not exist; pass --images DIR holding the images of {ann}")
-    names = GroundTruthBoxes(gt).file_names
-    paths = [images / n for n in names]
-    ids = {images / Path(im["file_name"]).name: int(im["id"]) for im in gt["images"] if "file_name" in im}
-    if boxes is None and detector is None:
-        boxes = "gt"
-    source = CachedBoxes(box_source(boxes=boxes, detector=detector, ann=gt, score_thr=box_thr,
-                                    device=detector_device, threads=detector_threads))
-    label = f"detector {Path(detector).name}" if detector is not None else ("gt" if str(boxes) == "gt" else str(boxes))
+    return budgets
 
+
+def _specs(boxes: str | Path | BoxSpec | None, runner: RunnerSpec | None,
+           options: dict[str, Any]) -> tuple[BoxSpec, RunnerSpec]:
+    """The typed options of ``validate`` from its arguments and keyword ``options`` (TypeError for an unknown one,
+    or for a keyword given beside the spec it belongs to)."""
+    run_keys = {"device", "provider", "threads", "batch", "flip"}
+    box_keys = {"detector", "box_thr", "detector_device", "detector_threads"}
+    unknown = set(options) - run_keys - box_keys
+    if unknown:
+        raise TypeError(f"validate() got unexpected keyword arguments {', '.join(sorted(unknown))}")
+    if (runner is not None and run_keys & set(options)) or (isinstance(boxes, BoxSpec) and box_keys & set(options)):
+        raise TypeError("validate(): pass a RunnerSpec / BoxSpec or its fields as keywords, not both")
+    if runner is None:
+        runner = RunnerSpec(**{k: v for k, v in options.items() if k in run_keys})
+    if not isinstance(boxes, BoxSpec):
+        boxes = BoxSpec(boxes, **{k: v for k, v in options.items() if k in box_keys})
+    return boxes, runner
+
+
+def _rows(artifacts: list[str | Path], runs: list[ArtifactRun], gt: dict,
+          budgets: dict[str, float]) -> list[ValidationRow]:
+    """One row per artifact (baseline first): AP on ``gt`` and agreement with the baseline's poses."""
     rows: list[ValidationRow] = []
-    base_poses: list[ImagePoses] = []
+    base = runs[0]
     base_ap = 0.0
-    metas = []
-    for i, artifact in enumerate([baseline, *candidates]):
-        on = (baseline_device or device) if i == 0 else device
-        poses, description, meta, ms, precision = _predict_all(artifact, paths, source, ids, flip, batch, on, provider,
-                                                               threads, progress)
-        k = meta.num_keypoints           # precision: the one it ran in (OpenVINO bf16 of an FP32 file: bf16)
-        metas.append(meta)
-        ids_, kpts, scores, centers, scales = stack_poses(poses, k)
-        metrics = evaluate(gt, to_coco_results(ids_, kpts, scores, centers, scales))
-        ap = float(metrics.AP)  # COCO-WholeBody: the all-133-points headline
-        if i == 0:
-            base_poses, base_ap = poses, ap
-        agree = compare_keypoints(*_kb(base_poses, k), *_kb(poses, k))
+    for i, (artifact, run) in enumerate(zip(artifacts, runs)):
+        k = run.meta.num_keypoints        # precision: the one it ran in (OpenVINO bf16 of an FP32 file: bf16)
+        metrics = evaluate(gt, to_coco_results(*stack_poses(run.poses, k)))
+        ap = float(metrics.AP)            # COCO-WholeBody: the all-133-points headline
+        base_ap = ap if i == 0 else base_ap
+        agree = compare_keypoints(*_kb(base.poses, k), *_kb(run.poses, k))
         delta = ap - base_ap
-        budget = budgets.get(precision, DEFAULT_MAX_AP_DROP)
-        rows.append(ValidationRow(str(artifact), description, metrics.to_dict(), ap, delta, agree.argmax_agreement,
-                                  agree.mean_disp_px, agree.max_disp_px, i == 0 or delta >= -budget - 1e-12,
-                                  ms, precision, 0.0 if i == 0 else budget))
+        budget = budgets.get(run.precision, DEFAULT_MAX_AP_DROP)
+        rows.append(ValidationRow(str(artifact), run.description, metrics.to_dict(), ap, delta,
+                                  agree.argmax_agreement, agree.mean_disp_px, agree.max_disp_px,
+                                  i == 0 or delta >= -budget - 1e-12, run.ms_per_crop, run.precision,
+                                  0.0 if i == 0 else budget))
         log.info("%s: AP %.4f (delta %+.4f)", Path(artifact).name, ap, delta)
-    _check_baseline(rows)
-    onnx_provider = [provider if Path(a).suffix == ".onnx" else None for a in [baseline, *candidates]]
-    rows = with_kept_tokens(rows, gt, images, threads, onnx_provider)
-    rows = _with_lineage(rows, metas)
-    persons = sum(len(p.keypoints) for p in base_poses)
-    largest = max(r.budget for r in rows)       # the report's one number: the widest budget any row had
-    return ValidationReport(rows, largest, label, len(paths), persons)
+    return rows
 
 
 def _with_lineage(rows: list[ValidationRow], metas: list[Any]) -> list[ValidationRow]:
@@ -251,16 +251,23 @@ def _with_lineage(rows: list[ValidationRow], metas: list[Any]) -> list[Validatio
 def check_layouts(artifacts: Sequence[str | Path], gt: dict, ann: str | Path | dict) -> None:
     """Every artifact's keypoint count must be the annotation file's (17 COCO, 133 COCO-WholeBody); checked from the
     artifacts' metadata, without running them. GtptError naming the first mismatch."""
-    from ..coco import is_wholebody
     from ..runners import artifact_meta
 
-    want, layout = (133, "COCO-WholeBody") if is_wholebody(gt) else (17, "COCO")
     for artifact in artifacts:
         meta = artifact_meta(artifact)
-        if meta is not None and meta.num_keypoints != want:
-            raise GtptError(f"{artifact} predicts {meta.num_keypoints} keypoints ({meta.variant}) but "
-                            f"{ann if not isinstance(ann, dict) else 'the annotations'} is {layout} ({want} "
-                            f"keypoints); validate it on annotations of its own keypoint layout")
+        if meta is not None:
+            check_layout(artifact, meta, gt, ann)
+
+
+def check_layout(artifact: str | Path, meta: Any, gt: dict, ann: str | Path | dict) -> None:
+    """GtptError unless ``meta`` (the artifact's ``ModelMeta``) predicts the keypoint layout of ``gt``."""
+    from ..coco import is_wholebody
+
+    want, layout = (133, "COCO-WholeBody") if is_wholebody(gt) else (17, "COCO")
+    if meta.num_keypoints != want:
+        raise GtptError(f"{artifact} predicts {meta.num_keypoints} keypoints ({meta.variant}) but "
+                        f"{ann if not isinstance(ann, dict) else 'the annotations'} is {layout} ({want} "
+                        f"keypoints); validate it on annotations of its own keypoint layout")
 
 
 def _kb(poses: list[ImagePoses], k: int) -> tuple[np.ndarray, np.ndarray]:

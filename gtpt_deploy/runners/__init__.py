@@ -17,7 +17,7 @@ from ..metadata import ModelMeta
 from .base import Runner, RunnerInputError, RunnerStateError
 
 __all__ = ["Runner", "RunnerInputError", "RunnerStateError", "create_runner", "artifact_meta", "BACKENDS",
-           "NAMED_BACKENDS", "backends_for", "Artifact"]
+           "NAMED_BACKENDS", "backends_for", "Artifact", "provider_for"]
 
 # file suffix -> (module, class). Modules are imported only when their artifact is opened (torch, tensorrt).
 BACKENDS = {
@@ -73,6 +73,16 @@ def artifact_meta(path: str | Path) -> ModelMeta | None:
     return _backend_of_file(Path(path)).peek_meta(str(path))
 
 
+def provider_for(artifact: Artifact, provider: str | None) -> str | None:
+    """The ``--provider`` that ``artifact`` runs with when one option serves a mixed list (validate, bench): the
+    provider for ONNX artifacts (files and in-memory models), None for the others (a ``.pth`` baseline or an engine
+    beside ONNX candidates), which would refuse it."""
+    if isinstance(artifact, (str, Path)):
+        return provider if not str(artifact).startswith("triton://") and Path(artifact).suffix.lower() == ".onnx" \
+            else None
+    return provider if isinstance(artifact, (bytes, bytearray)) or type(artifact).__name__ == "ModelProto" else None
+
+
 def _backend(module_name: str, cls_name: str) -> type[Runner]:
     return getattr(importlib.import_module(module_name, __name__), cls_name)
 
@@ -95,7 +105,8 @@ def create_runner(artifact: Artifact, device: str | None = None, *, provider: st
         threads: CPU threads of the backend (None: its default).
         backend: another backend for the same file (``backends_for(path)``, e.g. ``"torch.compile"`` for a
             checkpoint); None: the suffix's default.
-        options: further backend options (``spinning`` for ONNX Runtime).
+        options: further backend options: ``kept_tokens=True`` (every backend) makes :meth:`Runner.infer_kept`
+            return the TopK indices too where the backend can expose them; ``spinning`` for ONNX Runtime.
 
     Example::
 

@@ -3,7 +3,8 @@
 ``with create_runner(artifact) as r: simcc_x, simcc_y = r.infer(batch)``. The base class owns everything that is
 the same for all backends: activation state, input validation (float32, NCHW, the artifact's (3, H, W) and static
 batch), output validation ((B, K, W*split) and (B, K, H*split) float32) and timing. Backends implement only the
-hooks ``_activate`` (-> the artifact's :class:`ModelMeta`), ``_infer`` and ``_deactivate``.
+hooks ``_activate`` (-> the artifact's :class:`ModelMeta`), ``_infer`` and ``_deactivate``; those that can show
+which tokens each top-k pruning stage kept also implement ``_infer_kept`` (the ``kept_tokens`` option).
 
 No torch import here: an ONNX-Runtime-only install uses this module.
 """
@@ -54,13 +55,16 @@ class Runner(abc.ABC):
     Attributes:
         source: the artifact path (for messages).
         times: seconds spent in each ``infer`` call of the current activation (backend call only, no checks).
+        kept_tokens: the runner was created to record the kept tokens too (:meth:`infer_kept`).
     """
 
     #: short backend name shown in tables ("torch", "onnxruntime", ...)
     backend: str = "runner"
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, kept_tokens: bool = False) -> None:
         self.source = str(source)
+        # an option of the runner, not of a call: ONNX Runtime needs the TopK indices as outputs of its session
+        self.kept_tokens = bool(kept_tokens)
         self.times: list[float] = []
         self._meta: ModelMeta | None = None
         self._static_batch: int | None = None
@@ -79,6 +83,11 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 (B, 3, H, W) C-contiguous, already validated -> raw (simcc_x, simcc_y) as numpy arrays."""
+
+    def _infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        """``_infer`` plus the kept token indices per pruning stage; default None: the backend cannot expose them
+        (an engine or a compiled graph keeps its TopK indices inside)."""
+        return (*self._infer(batch), None)
 
     def _deactivate(self) -> None:
         """Release the session / model. Default: nothing."""
@@ -163,6 +172,31 @@ class Runner(abc.ABC):
         out = self._infer(np.ascontiguousarray(batch))
         self.times.append(time.perf_counter() - t0)
         return self._check_outputs(out, batch.shape[0])
+
+    def infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        """:meth:`infer` plus which tokens each top-k pruning stage kept (runner created with ``kept_tokens=True``).
+
+        Returns:
+            (simcc_x, simcc_y, kept): the logits as :meth:`infer`; ``kept`` one int64 (B, ..., k) array per pruning
+            stage in graph (= stage) order, each index pointing into the token sequence its stage was given
+            (``eval.tokens.token_ids`` maps them to image tokens), or None where the backend cannot expose them
+            (engines, ``torch.compile``, served models, graphs without TopK).
+        """
+        if not self.kept_tokens:
+            raise RunnerStateError(f"runner for {self.source} does not record kept tokens; create it with "
+                                   f"create_runner(..., kept_tokens=True)")
+        self._check_input(batch)
+        t0 = time.perf_counter()
+        x, y, kept = self._infer_kept(np.ascontiguousarray(batch))
+        self.times.append(time.perf_counter() - t0)
+        x, y = self._check_outputs((x, y), batch.shape[0])
+        if kept is None:
+            return x, y, None
+        kept = [np.asarray(k).astype(np.int64, copy=False) for k in kept]
+        if any(k.ndim < 2 or k.shape[0] != batch.shape[0] for k in kept):
+            raise ArtifactError(f"{self.source}: expected kept token indices (B={batch.shape[0]}, ..., k) per stage, "
+                                f"got shapes {[k.shape for k in kept]}; re-export the model")
+        return x, y, kept
 
     # ------------------------------------------------------------------ validation
     def _check_input(self, batch: object) -> None:

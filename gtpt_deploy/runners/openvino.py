@@ -59,8 +59,9 @@ def parse_openvino_provider(provider: str) -> str:
 
 
 def compile_for_cpu(model_path: str | Path, precision: str = AUTO, threads: int | None = None,
-                    label: str | None = None) -> tuple[Any, Any, str, str]:
-    """Read an ONNX file with OpenVINO and compile it for the CPU at ``precision`` (f32 / bf16 / auto).
+                    label: str | None = None, extra_outputs: list[str] | None = None) -> tuple[Any, Any, str, str]:
+    """Read an ONNX file with OpenVINO and compile it for the CPU at ``precision`` (f32 / bf16 / auto);
+    ``extra_outputs``: tensor names to add as outputs (the TopK indices for ``kept_tokens``).
 
     Returns:
         (the read ov.Model, the compiled model, the precision really compiled (f32 / bf16), the CPU's name).
@@ -84,6 +85,8 @@ def compile_for_cpu(model_path: str | Path, precision: str = AUTO, threads: int 
     except Exception as e:  # OpenVINO raises its own (RuntimeError-like) exception types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ArtifactError(f"{label} is not an ONNX model OpenVINO can read ({first}); re-export it") from None
+    if extra_outputs:
+        model.add_outputs(list(extra_outputs))
     # LATENCY + one stream: one request at a time on all the threads, as ONNX Runtime's intra-op pool runs it
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
                               "NUM_STREAMS": "1"}
@@ -111,13 +114,14 @@ class OpenVinoRunner(Runner):
         precision: ``f32`` or ``bf16`` inference precision of the float ops; ``auto`` / None: bf16 where the CPU
             has native bf16, else f32. ``provider``: the same as ``openvino[:f32|:bf16]`` (the CLI's form).
         threads: inference threads (None: OpenVINO's default, one per physical core).
+        kept_tokens: also return the TopK index tensors (:meth:`infer_kept`), added as outputs of the read model.
     """
 
     backend = "openvino"
 
     def __init__(self, model: str | Path, device: str = "cpu", precision: str | None = None,
-                 threads: int | None = None, provider: str | None = None) -> None:
-        super().__init__(str(model))
+                 threads: int | None = None, provider: str | None = None, kept_tokens: bool = False) -> None:
+        super().__init__(str(model), kept_tokens)
         if parse_device(device)[0] != "cpu":
             raise GtptError(f"OpenVINO runs ONNX files on the CPU here, got --device {device}; use --device cpu, or "
                             f"--provider cuda / tensorrt (ONNX Runtime) or an .engine for NVIDIA GPUs")
@@ -147,8 +151,14 @@ class OpenVinoRunner(Runner):
             raise ArtifactError(f"ONNX model {self._path} does not exist; pass the path of an exported .onnx file")
         meta = self.peek_meta(str(self._path))
         self._version = str(getattr(ov, "__version__", "?")).split("-")[0]
+        self._kept: list[str] = []
+        if self.kept_tokens:   # names in ONNX graph order (= stage order), which OpenVINO's op order need not keep
+            from ..metadata import load_onnx
+            from .kept import topk_index_names
+
+            self._kept = topk_index_names(load_onnx(self._path, source=self.source))
         model, compiled, self.precision, self._cpu = compile_for_cpu(self._path, self.requested, self.threads,
-                                                                     self.source)
+                                                                     self.source, self._kept)
         if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
             raise ArtifactError(f"{self.source}: expected one NCHW input, got "
                                 f"{[str(i.get_partial_shape()) for i in model.inputs]}; is this a GTPT pose model?")
@@ -176,6 +186,13 @@ class OpenVinoRunner(Runner):
                                 f"re-export it, or use its static batch") from e
         # copies: the request's output buffers are overwritten by the next call
         return np.array(result[self._outputs[0]]), np.array(result[self._outputs[1]])
+
+    def _infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        x, y = self._infer(batch)
+        if not self._kept:
+            return x, y, None
+        result = self._request.results  # the same call's outputs, still in the request's buffers
+        return x, y, [np.array(result[self._compiled.output(name)]) for name in self._kept]
 
     def _deactivate(self) -> None:
         self._request = None

@@ -129,14 +129,16 @@ class OrtRunner(Runner):
         provider: ``cpu``, ``cuda`` or ``tensorrt`` (ONNX Runtime execution providers); default from ``device``.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
         spinning: let idle intra-op threads spin (None: the process's policy, see ``gtpt_deploy.threads``).
+        kept_tokens: also fetch the TopK index tensors (:meth:`infer_kept`): the session runs a copy of the graph
+            with them as extra outputs (the file is untouched).
     """
 
     backend = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes | Any, device: str = "cpu", provider: str | None = None,
-                 threads: int | None = None, spinning: bool | None = None) -> None:
+                 threads: int | None = None, spinning: bool | None = None, kept_tokens: bool = False) -> None:
         in_memory = not isinstance(model, (str, Path))
-        super().__init__("in-memory ONNX model" if in_memory else str(model))
+        super().__init__("in-memory ONNX model" if in_memory else str(model), kept_tokens)
         self.provider, self.device_id = resolve_provider(provider, device)
         self.device = device
         self.threads = threads
@@ -157,8 +159,20 @@ class OrtRunner(Runner):
         except Exception as e:  # protobuf's DecodeError and friends: not a model file
             raise ArtifactError(f"{source} is not a loadable ONNX model ({type(e).__name__}); re-export it") from None
 
+    def _graph(self) -> str | Path | bytes:
+        """What the session loads: the model, or with ``kept_tokens`` a copy with the TopK indices as outputs
+        (``self._kept`` their names; none for a graph without TopK)."""
+        self._kept: list[str] = []
+        if not self.kept_tokens:
+            return self._model
+        from ..metadata import load_onnx
+        from .kept import topk_index_outputs
+
+        copy, self._kept = topk_index_outputs(load_onnx(self._model, source=self.source))
+        return copy.SerializeToString() if self._kept else self._model
+
     def _activate(self) -> tuple[ModelMeta, int | None]:
-        session = make_session(self._model, self.provider, self.device_id, self.threads, name=self.source,
+        session = make_session(self._graph(), self.provider, self.device_id, self.threads, name=self.source,
                                spinning=self.spinning)
         props = session.get_modelmeta().custom_metadata_map
         meta = ModelMeta.from_props(props, source=self.source)
@@ -180,14 +194,21 @@ class OrtRunner(Runner):
         return meta, static_batch
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y, _ = self._run(batch, [])
+        return x, y
+
+    def _infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        return self._run(batch, self._kept) if self._kept else (*self._infer(batch), None)
+
+    def _run(self, batch: np.ndarray, extra: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         try:
-            x, y = self._session.run(self._outputs, {self._input: batch})
+            x, y, *kept = self._session.run(self._outputs + extra, {self._input: batch})
         except Exception as e:  # onnxruntime's Fail / RuntimeException are not importable types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ArtifactError(f"{self.source}: ONNX Runtime failed on a batch of shape {batch.shape} ({first}); "
                                 f"the graph does not accept this batch (a batch-size constant baked in at export?) "
                                 f"- re-export it, or use its static batch") from e
-        return x, y
+        return x, y, kept
 
     def _deactivate(self) -> None:
         self._session = None

@@ -44,14 +44,15 @@ class TorchRunner(Runner):
             the backend); the process's settings are restored after each call (:func:`exact_fp32`).
         threads: CPU threads for torch while the runner is active (``torch.set_num_threads`` is process-wide; the
             previous value is restored on exit); None leaves torch's default.
+        kept_tokens: also record which tokens each pruning step keeps (:meth:`infer_kept`; ``models.tokens``).
     """
 
     backend = "torch"
 
     def __init__(self, checkpoint: str | Path | Any, device: str = "cpu", threads: int | None = None,
-                 meta: ModelMeta | None = None) -> None:
+                 meta: ModelMeta | None = None, kept_tokens: bool = False) -> None:
         in_memory = not isinstance(checkpoint, (str, Path))
-        super().__init__("in-memory torch model" if in_memory else str(checkpoint))
+        super().__init__("in-memory torch model" if in_memory else str(checkpoint), kept_tokens)
         parse_device(device)  # cpu / cuda / cuda:N, else a one-line error
         self.device = device
         self.threads = threads
@@ -93,6 +94,13 @@ class TorchRunner(Runner):
             sx, sy = self._model(x)  # type: ignore[misc]
         return sx.float().cpu().numpy(), sy.float().cpu().numpy()
 
+    def _infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        from ..models.tokens import recording_topk
+
+        with recording_topk() as calls:    # every pruning step's (scores, indices), in stage order
+            x, y = self._infer(batch)
+        return x, y, [idx.cpu().numpy().astype(np.int64) for _, idx in calls]
+
     def _grad_off(self) -> Any:
         return self._torch.inference_mode()
 
@@ -117,6 +125,9 @@ class CompiledTorchRunner(TorchRunner):
 
     def _grad_off(self) -> Any:
         return self._torch.no_grad()  # inductor's freezing applies to graphs traced under no_grad
+
+    def _infer_kept(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+        return (*self._infer(batch), None)   # the compiled graph keeps its top-k calls inside
 
     def _activate(self) -> tuple[ModelMeta, int | None]:
         meta, static = super()._activate()

@@ -43,12 +43,14 @@ class TritonRunner(Runner):
         url: ``triton://HOST:PORT/NAME[/VERSION]`` (Triton's HTTP port).
         device, threads: ignored (the server decides); accepted so every backend takes the same options.
         timeout: seconds for one request (network + queue + inference).
+        kept_tokens: accepted like every backend's; the served model returns the two logits only (kept None).
     """
 
     backend = "triton"
 
-    def __init__(self, url: str, device: str = "cpu", threads: int | None = None, timeout: float = 60.0) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, device: str = "cpu", threads: int | None = None, timeout: float = 60.0,
+                 kept_tokens: bool = False) -> None:
+        super().__init__(url, kept_tokens)
         self.address, self.model, self.version = parse_url(url)
         self.timeout = float(timeout)
         self._client: Any = None

@@ -49,12 +49,15 @@ class TrtRunner(Runner):
         path: ``.engine`` / ``.plan`` file with its ``.engine.json`` sidecar beside it.
         device: ``cuda`` (GPU 0) or ``cuda:N``; ``cpu`` is refused.
         threads: ignored (accepted so that every backend takes the same options).
+        kept_tokens: accepted like every backend's; an engine built from our ONNX has only the two logit outputs
+            (TensorRT keeps the TopK indices inside), so :meth:`infer_kept` returns None for them.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None) -> None:
-        super().__init__(str(path))
+    def __init__(self, path: str | Path, device: str = "cuda", threads: int | None = None,
+                 kept_tokens: bool = False) -> None:
+        super().__init__(str(path), kept_tokens)
         self.path = Path(path)
         self.gpu = _gpu_index(device)
         self._mem: Any = None

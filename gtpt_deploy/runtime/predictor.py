@@ -143,6 +143,9 @@ class Predictor:
         # The artifact's own pairs, not the dataset default.
         self.flip_index = flip_permutation(meta.flip_pairs, meta.num_keypoints)
         self.padded_crops = 0  # zero rows added to fill static batches (flipped copies are rows too)
+        # per runner call, the kept token indices of its crops (runner created with kept_tokens=True); None when
+        # not recording, or once a call came back without them
+        self._kept: list[list[np.ndarray]] | None = [] if runner.kept_tokens else None
 
     # ------------------------------------------------------------------ crops -> logits
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -164,17 +167,19 @@ class Predictor:
                 parts.append(chunk[..., ::-1])  # width flip, as the official input.flip(3)
         rows = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
         call = self.static or self.batch  # dynamic: a chunk and its flipped copies share one call
-        xs, ys = [], []
+        xs, ys, kept = [], [], []
         for start in range(0, len(rows), call):
             piece = rows[start:start + call]
             m = len(piece)
             if self.static and m < call:
                 piece = np.concatenate((piece, np.zeros((call - m, *piece.shape[1:]), np.float32)))
                 self.padded_crops += call - m
-            x, y = self.runner.infer(piece)
+            x, y, k = self.runner.infer_kept(piece) if self._kept is not None else (*self.runner.infer(piece), None)
             xs.append(x[:m])
             ys.append(y[:m])
+            kept.append(k)
         x, y = np.concatenate(xs), np.concatenate(ys)
+        self._keep_tokens(kept, n, len(rows))
         if not self.flip:
             return x, y, None, None
         # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
@@ -183,6 +188,29 @@ class Predictor:
             m = min(size, n - start)
             orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
+
+    def _keep_tokens(self, kept: list[list[np.ndarray] | None], n: int, rows: int) -> None:
+        """Store the kept tokens of the ``n`` crops of one :meth:`infer_crops` (``kept``: per runner call) from its
+        ``rows`` rows, laid out as there: not their flipped copies, not the padding of the last call."""
+        if self._kept is None:
+            return
+        if any(k is None for k in kept):
+            self._kept = None
+            return
+        orig = np.ones(rows, bool)
+        if self.flip:
+            orig[:] = False
+            for start in range(0, n, self._chunk):
+                orig[2 * start:2 * start + min(self._chunk, n - start)] = True
+        self._kept.append([np.concatenate([k[i] for k in kept])[:rows][orig] for i in range(len(kept[0]))])
+
+    def kept_tokens(self) -> list[np.ndarray] | None:
+        """Which tokens each pruning stage kept for every crop run so far, in crop order (flipped copies and
+        padding rows left out): one int64 (N, ..., k) array per stage (``Runner.infer_kept``); None unless the
+        runner was created with ``kept_tokens=True`` and exposes them, or before any crop ran."""
+        if not self._kept:
+            return None
+        return [np.concatenate(stage) for stage in zip(*self._kept)]
 
     def decode(self, x: np.ndarray, y: np.ndarray, fx: np.ndarray | None, fy: np.ndarray | None,
                centers: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
