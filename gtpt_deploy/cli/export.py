@@ -48,15 +48,18 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train/
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --json | jq .max_abs_diff
     """
-    from ..engines.chain import CalibSpec, ExportSpec, export_chain
+    from ..engines.chain import CalibSpec, ExportSpec, export_chain, reduced
     from ..errors import GtptError
 
-    if precision == "int8" and (calib_ann is None or calib_images is None):
-        raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images DIR")
+    calib = None
+    if precision == "int8":
+        if calib_ann is None or calib_images is None:
+            raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images "
+                            "DIR")
+        calib = CalibSpec(calib_ann, calib_images, calib_num)
     spec = ExportSpec(model=model, output=output, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                       simplify=not no_simplify, samples=samples)
-    calib = CalibSpec(calib_ann, calib_images, calib_num) if precision == "int8" else None  # type: ignore[arg-type]
-    chain = export_chain(checkpoint, [p for p in (precision,) if p != "fp32"], spec, calib, force=force,
+    chain = export_chain(checkpoint, reduced(precision), spec, calib, force=force,
                          report=lambda line: click.echo(line, err=True))
     result, reduced = chain.export, chain.reduced.get(precision)
     if as_json:

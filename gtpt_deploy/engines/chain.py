@@ -72,6 +72,11 @@ class StageExistsError(ArtifactExistsError):
         self.stage, self.source = stage, source
 
 
+def reduced(precision: str) -> list[str]:
+    """The reduced precisions ``export_chain`` makes for a ``--precision`` choice (none for fp32)."""
+    return [] if precision == "fp32" else [precision]
+
+
 def export_chain(checkpoint: PathLike, precisions: Sequence[str] = (), export: ExportSpec = ExportSpec(),
                  calib: CalibSpec | None = None, *, force: bool = False,
                  report: Callable[[str], None] | None = None,
@@ -185,9 +190,11 @@ def build_from_checkpoint(checkpoint: PathLike, precision: str = "fp32", options
     cuda_mem.open_gpu(o.gpu)
 
     spec = ExportSpec(batch=None if o.dynamic_batch else (o.batch or 1), dynamic_batch=o.dynamic_batch is not None)
-    calib = CalibSpec(o.calib_ann, o.calib_images, o.calib_num) if precision == "int8" else None  # type: ignore[arg-type]
+    calib = None
+    if precision == "int8" and o.calib_ann is not None and o.calib_images is not None:   # check() made sure
+        calib = CalibSpec(o.calib_ann, o.calib_images, o.calib_num)
     try:
-        chain = export_chain(checkpoint, [p for p in (precision,) if p != "fp32"], spec, calib, force=o.force)
+        chain = export_chain(checkpoint, reduced(precision), spec, calib, force=o.force)
     except StageExistsError as e:
         if e.stage == "export":
             raise _intermediate_exists(Path(str(e.path or "export/?.json")).with_suffix(".onnx"), precision) from None
