@@ -103,12 +103,12 @@ def export_chain(checkpoint: PathLike, precisions: Sequence[str] = (), export: E
     source = Path(exported.onnx_path)
     for precision in precisions:
         try:
-            reduced = _reduce(source, precision, calib, force, report)
+            made = _reduce(source, precision, calib, force, report)
         except ArtifactExistsError as e:
             raise StageExistsError(e, precision, source) from e
-        result.reduced[precision] = reduced
+        result.reduced[precision] = made
         if on_result is not None:
-            on_result(reduced)
+            on_result(made)
     return result
 
 

@@ -101,7 +101,7 @@ def plan_onnx(path: Path, max_batch: int, backend: str) -> _Plan:
     outputs = tuple(o.name for o in model.graph.output)
     names = ("simcc_x", "simcc_y") if {"simcc_x", "simcc_y"} <= set(outputs) else outputs[:2]
     io = cfg.PoseIO.of(meta, image.name, names)  # type: ignore[arg-type]
-    platform = ONNX_PLATFORMS[backend]
+    platform = ONNX_PLATFORMS.get(backend, "onnxruntime_onnx")
     return _Plan(path, meta, io, platform, "model.onnx", max_batch)
 
 
