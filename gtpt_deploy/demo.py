@@ -82,9 +82,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ``detector`` defaults to :func:`default_detector`; without one, every image is one person box.
     ``say`` receives a line per stage (the CLI passes ``click.echo``).
     """
-    from .calib import calibrate_int8
-    from .export import export_onnx
-    from .export.fp16 import convert_fp16
+    from .engines.chain import CalibSpec, ExportSpec, export_chain
     from .runtime.run import run_inputs
     from .eval.validate import validate
 
@@ -107,15 +105,12 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
             f"../shared beside the checkout): INT8 is calibrated on persons it is then validated on")
 
     say(f"[1/3] export {ckpt} -> ONNX (FP32), FP16, INT8 (calibrated on {cal_ann.name})")
-    exported = export_onnx(ckpt, output=out / f"{ckpt.stem}_b1.onnx", batch=1, force=True)
-    say(exported.format_report())
-    fp16 = convert_fp16(exported.onnx_path, force=True)
-    say(fp16.format_report())
-    # Measured on persons held out of the calibration file but not budgeted there: a few dozen persons cannot resolve
-    # a 0.005 AP budget; step 3 validates the INT8 file against PyTorch on the demo's own persons.
-    int8 = calibrate_int8(exported.onnx_path, cal_ann, cal_images, num=None, max_ap_drop=None, force=True,
-                          threads=threads, report=say)
-    say(int8.format_report())
+    # Measured on persons held out of the calibration file but not budgeted there (measure_only): a few dozen
+    # persons cannot resolve a 0.005 AP budget; step 3 validates the INT8 file against PyTorch on the demo's persons.
+    chain = export_chain(ckpt, ["fp16", "int8"], ExportSpec(output=out / f"{ckpt.stem}_b1.onnx", batch=1),
+                         CalibSpec(cal_ann, cal_images, None, threads=threads, measure_only=True), force=True,
+                         report=say, on_result=lambda stage: say(stage.format_report()))
+    exported, fp16, int8 = chain.export, chain.reduced["fp16"], chain.reduced["int8"]
 
     say(f"[2/3] run {int8.output.name} on {images} "
         + (f"with detector {det}" if det else "(no detector found: one box per image; pass --detector)"))

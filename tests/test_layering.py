@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     # the root package is here: its public API is loaded lazily by name, so `from .. import __version__` loads
     # nothing above
     ("base", {"gtpt_deploy", "models", "metadata", "artifacts", "errors", "keypoints", "coco", "inputs", "leftovers",
-              "scratch", "threads", "bundled"}),
+              "scratch", "threads", "bundled", "onnx_io"}),
 ]
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..scratch import scratch_dir
 from ..errors import GtptError
 from ..export import regions
+from ..onnx_io import image_input
 
 TARGETS = ("tensorrt", "cpu")
 BASES = ("fp16", "fp32")
@@ -131,11 +132,6 @@ def _quiet_ort_advice() -> Any:
         root.removeFilter(f)
 
 
-def _static_batch(model: Any) -> int | None:
-    d = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-
-
 def collect_ranges(model: Any, crops: np.ndarray, method: str) -> Any:
     """Run the FP32 ``model`` over ``crops`` (float32 (N, 3, H, W)) and calibrate the inputs and outputs of its
     weight layers -> ONNX Runtime ``TensorsData`` (min/max per tensor, by ``method``)."""
@@ -143,8 +139,9 @@ def collect_ranges(model: Any, crops: np.ndarray, method: str) -> Any:
     from onnxruntime.quantization.calibrate import create_calibrator
 
     opts = method_options(method)
-    static = _static_batch(model)
-    reader = _Reader(model.graph.input[0].name, crops, static or CALIB_BATCH, static is not None)
+    image = image_input(model, "FP32 model")
+    static = image.batch
+    reader = _Reader(image.name, crops, static or CALIB_BATCH, static is not None)
     with scratch_dir("calib") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))

@@ -48,23 +48,20 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train/
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --json | jq .max_abs_diff
     """
+    from ..engines.chain import CalibSpec, ExportSpec, export_chain, reduced
     from ..errors import GtptError
-    from ..export import export_onnx
 
-    if precision == "int8" and (calib_ann is None or calib_images is None):
-        raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images DIR")
-    result = export_onnx(checkpoint, model=model, output=output, batch=batch, dynamic_batch=dynamic_batch,
-                         opset=opset, simplify=not no_simplify, force=force, samples=samples)
-    reduced = None
-    if precision == "fp16":
-        from ..export.fp16 import convert_fp16
-
-        reduced = convert_fp16(result.onnx_path, force=force)
-    elif precision == "int8":
-        from ..calib import calibrate_int8
-
-        reduced = calibrate_int8(result.onnx_path, calib_ann, calib_images, num=calib_num, force=force,
-                                 report=lambda line: click.echo(line, err=True))
+    calib = None
+    if precision == "int8":
+        if calib_ann is None or calib_images is None:
+            raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images "
+                            "DIR")
+        calib = CalibSpec(calib_ann, calib_images, calib_num)
+    spec = ExportSpec(model=model, output=output, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                      simplify=not no_simplify, samples=samples)
+    chain = export_chain(checkpoint, reduced(precision), spec, calib, force=force,
+                         report=lambda line: click.echo(line, err=True))
+    result, reduced = chain.export, chain.reduced.get(precision)
     if as_json:
         echo_json({**result.to_dict(), **({precision: reduced.to_dict()} if reduced is not None else {})})
     else:

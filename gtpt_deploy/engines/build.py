@@ -29,6 +29,7 @@ from ..artifacts import (ArtifactSet, Inputs, atomic_path, check_outputs, engine
                          timing_cache_path)
 from ..errors import ArtifactError, GtptError
 from ..metadata import load_onnx, read_onnx_meta
+from ..onnx_io import image_input
 from ..tensorrt import cuda_mem
 from ..tensorrt.api import TensorRT, load_tensorrt
 from .report import EngineProfile, EngineResult, Spinner, layer_summary, trtexec_command
@@ -47,17 +48,11 @@ class BuildError(GtptError):
 def _onnx_input(model_bytes: bytes, source: Path) -> tuple[str, int | None, tuple[int, int, int]]:
     """(input name, static batch or None, (C, H, W)) of the one graph input."""
     model = load_onnx(model_bytes, source=str(source))   # one line for a truncated / non-ONNX file
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ArtifactError(f"{source}: expected one image input, got {[i.name for i in inputs]}; "
-                            f"make the ONNX with 'gtpt-deploy export'")
-    dims = inputs[0].type.tensor_type.shape.dim
-    chw = tuple(int(d.dim_value) for d in dims[1:])
-    if len(dims) != 4 or any(v <= 0 for v in chw):
-        raise ArtifactError(f"{source}: input {inputs[0].name} must be (B, 3, H, W) with static C, H, W")
-    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
-    return inputs[0].name, batch, chw  # type: ignore[return-value]
+    image = image_input(model, str(source), hint="; make the ONNX with 'gtpt-deploy export'")
+    chw = tuple(d if isinstance(d, int) else 0 for d in image.dims[1:])
+    if len(image.dims) != 4 or any(v <= 0 for v in chw):
+        raise ArtifactError(f"{source}: input {image.name} must be (B, 3, H, W) with static C, H, W")
+    return image.name, image.batch, chw  # type: ignore[return-value]
 
 
 def resolve_profile(name: str, onnx_batch: int | None, chw: tuple[int, int, int], batch: int | None,

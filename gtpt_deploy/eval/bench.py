@@ -12,7 +12,7 @@ No torch import here (the workers import what their backend needs).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -178,53 +178,75 @@ def apply_policy(spin: bool | None) -> list[str]:
     return []
 
 
-def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), threads: int | None = None,
-          rounds: int = 20, warmup: int = 3, device: str | Sequence[str | None] | None = None,
-          provider: str | Sequence[str | None] | None = None, torch_compile: bool = False,
-          spin: bool | None = None, ann: str | Path | None = None, images: str | Path | None = None,
-          num_crops: int | None = None, progress: Callable[[str], None] | None = None,
-          ship: bool = False) -> BenchReport:
+@dataclass(frozen=True)
+class BenchOptions:
+    """``bench``'s options (the Python API's keywords, typed).
+
+    batches: crops per call; a static-batch artifact is timed only at its own batch (other rows say skipped).
+    threads: CPU threads of every backend (None: each backend's default).
+    rounds, warmup: interleaved timed rounds (one call per artifact each) and untimed calls per batch before.
+    device, provider: one for all artifacts or one per artifact (None: the backend's default).
+    torch_compile: also time ``torch.compile`` (inductor, freezing) of every checkpoint.
+    spin: idle-thread policy: True spinning, False passive, None the process's (passive unless ``OMP_WAIT_POLICY``
+        says otherwise). Set before any runner starts.
+    ann, images: COCO keypoint file whose GT person boxes give the crops (default: the bundled demo) and its image
+        folder (default: ``images/`` beside it); num_crops: how many (None: all, tiled up to the batch).
+    progress: called with one line per step (the CLI prints them to stderr).
+    ship: answer "which file do I ship on this CPU": every .onnx with every CPU backend here (eval/ship.py;
+        ``provider`` and ``torch_compile`` do not apply), each with its AP delta and budget when ``ann`` is given,
+        and a verdict: the fastest within budget at the largest batch.
+    """
+
+    batches: Sequence[int] = (1, 8)
+    threads: int | None = None
+    rounds: int = 20
+    warmup: int = 3
+    device: str | Sequence[str | None] | None = None
+    provider: str | Sequence[str | None] | None = None
+    torch_compile: bool = False
+    spin: bool | None = None
+    ann: str | Path | None = None
+    images: str | Path | None = None
+    num_crops: int | None = None
+    progress: Callable[[str], None] | None = None
+    ship: bool = False
+
+    def checked_batches(self) -> list[int]:
+        """The sorted distinct batch sizes; one line for a bad batch, round or warm-up count."""
+        batches = sorted({int(b) for b in self.batches})
+        if not batches or batches[0] < 1:
+            raise GtptError(f"expected batch sizes >= 1, got {list(batches)}")
+        for b in batches:
+            check_batch_size(b)                      # before any runner is opened or any crop tiled
+        if self.rounds < 1 or self.warmup < 0:
+            raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {self.rounds} and {self.warmup}")
+        return batches
+
+
+def bench(artifacts: Sequence[str | Path], options: BenchOptions | None = None, **keywords: Any) -> BenchReport:
     """Time artifacts side by side on the same person crops.
 
     Args:
         artifacts: ``.pth`` / ``.onnx`` / ``.engine`` files (anything ``create_runner`` opens).
-        batches: crops per call; a static-batch artifact is timed only at its own batch (other rows say skipped).
-        threads: CPU threads of every backend (None: each backend's default).
-        rounds, warmup: interleaved timed rounds (one call per artifact each) and untimed calls per batch before.
-        device, provider: one for all artifacts or one per artifact (None: the backend's default).
-        torch_compile: also time ``torch.compile`` (inductor, freezing) of every checkpoint.
-        spin: idle-thread policy: True spinning, False passive, None the process's (passive unless
-            ``OMP_WAIT_POLICY`` says otherwise). Set before any runner starts.
-        ann, images: COCO keypoint file whose GT person boxes give the crops (default: the bundled demo) and its
-            image folder (default: ``images/`` beside it); num_crops: how many (None: all, tiled up to the batch).
-        progress: called with one line per step (the CLI prints them to stderr).
-        ship: answer "which file do I ship on this CPU": every .onnx with every CPU backend here (eval/ship.py;
-            ``provider`` and ``torch_compile`` do not apply), each with its AP delta and budget when ``ann`` is
-            given, and a verdict: the fastest within budget at the largest batch.
+        options: :class:`BenchOptions`; or its fields as keywords (``batches=(1, 8)``, ``rounds=20``, ...).
     """
     from ..runtime.crops import person_crops
 
-    say = progress or (lambda _line: None)
-    batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise GtptError(f"expected batch sizes >= 1, got {list(batches)}")
-    for b in batches:
-        check_batch_size(b)                      # before any runner is opened or any crop tiled
-    if rounds < 1 or warmup < 0:
-        raise GtptError(f"expected --rounds >= 1 and --warmup >= 0, got {rounds} and {warmup}")
-    if ship:
+    o = replace(options or BenchOptions(), **keywords)
+    say = o.progress or (lambda _line: None)
+    batches = o.checked_batches()
+    provider = o.provider
+    if o.ship:
         from .ship import ship_matrix
 
-        if torch_compile or provider is not None:
+        if o.torch_compile or provider is not None:
             raise GtptError("--ship picks the CPU backends itself; leave out --provider and --torch-compile")
         artifacts, provider = ship_matrix(artifacts)
-    entries = bench_entries(artifacts, torch_compile, device, provider)
-    apply_policy(spin)  # its note about an already-imported torch does not apply: the workers start fresh
-    notes: list[str] = []
+    entries = bench_entries(artifacts, o.torch_compile, o.device, provider)
+    apply_policy(o.spin)  # its note about an already-imported torch does not apply: the workers start fresh
     machine = describe_machine()
-    ann_given = ann is not None
-    ann = Path(ann) if ann is not None else DEMO_ANN
-    images = Path(images) if images is not None else ann.parent / "images"
+    ann = Path(o.ann) if o.ann is not None else DEMO_ANN
+    images = Path(o.images) if o.images is not None else ann.parent / "images"
     crop_sets: dict[tuple[int, int], np.ndarray] = {}
     crop_info: dict[str, Any] = {}
 
@@ -233,33 +255,33 @@ def bench(artifacts: Sequence[str | Path], batches: Sequence[int] = (1, 8), thre
     try:
         for entry in entries:
             say(f"loading {entry.label} (own worker process)")
-            worker = bench_worker.start_worker(entry, threads)
+            worker = bench_worker.start_worker(entry, o.threads)
             workers.append(worker)
             info = worker.open()
             size = tuple(info.input_size)
             if size not in crop_sets:
-                pc = person_crops(ann, images, num=num_crops, input_size=size)
+                pc = person_crops(ann, images, num=o.num_crops, input_size=size)
                 crop_sets[size] = pc.crops
                 crop_info = {"source": str(ann), "count": len(pc), "ann_sha256": pc.ann_sha256,
                              "image_ids": sorted({int(i) for i in pc.image_ids})}
             opened.append((entry, worker, info))
-        rows = _time_all(opened, crop_sets, batches, rounds, warmup, say)
+        rows = _time_all(opened, crop_sets, batches, o.rounds, o.warmup, say)
     finally:
         for worker in workers:
             worker.close()
     accuracy, verdict = None, None
-    if ship:
+    if o.ship:
         from .ship import ap_deltas, verdict as pick
 
-        if ann_given:
+        if o.ann is not None:
             labels = [e.label for e in entries]
             found = ap_deltas(labels, [e.artifact for e in entries], [e.provider for e in entries], ann, images,
-                              threads, max(batches), say)
+                              o.threads, max(batches), say)
             accuracy = dict(zip(labels, found))
         verdict = pick(rows, accuracy).line()
     end = load_average()
-    return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=threads, rounds=rounds,
-                       warmup=warmup, batches=batches, crops=crop_info, notes=notes, accuracy=accuracy,
+    return BenchReport(rows=rows, machine=machine, load_average_end=end, threads=o.threads, rounds=o.rounds,
+                       warmup=o.warmup, batches=batches, crops=crop_info, notes=[], accuracy=accuracy,
                        verdict=verdict)
 
 

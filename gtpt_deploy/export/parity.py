@@ -26,6 +26,7 @@ import numpy as np
 
 from ..eval.compare import batches_of
 from ..eval.tokens import token_ids
+from ..onnx_io import image_input
 
 MAX_ABS_DIFF = 1e-4                     # ONNX Runtime vs PyTorch, logits
 # Near-tie tolerance of the top-k boundary gap, relative to the row's largest |score|: 128 float32 epsilons (128 *
@@ -135,7 +136,7 @@ class TieAwareParity:
 
         copy, self._index_names = topk_index_outputs(self.graph)
         self._session = make_session(copy.SerializeToString(), name="exported graph")
-        self._input = self._session.get_inputs()[0].name
+        self._input = image_input(copy, "exported graph").name
 
     def _forced_session(self) -> tuple[Any, list[str]]:
         """The session of the graph copy that keeps given tokens (built on the first near-tie) and its inputs."""

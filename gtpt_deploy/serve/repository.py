@@ -21,12 +21,14 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ArtifactError, GtptError
 from ..metadata import ModelMeta, read_onnx_meta
+from ..onnx_io import image_input
+from ..runners import backends_for
 from ..tensorrt.sidecar import read_engine_sidecar
 from . import config as cfg
 from .commit import MANIFEST, check_target, commit_repository
@@ -92,17 +94,14 @@ def plan_onnx(path: Path, max_batch: int, backend: str) -> _Plan:
         raise ArtifactError(f"{path} is not a readable ONNX model ({type(e).__name__}); pass an exported .onnx") \
             from None
     meta = read_onnx_meta(model, source=str(path))
-    graph_inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if len(graph_inputs) != 1:
-        raise ArtifactError(f"{path.name}: expected one image input, got {[i.name for i in graph_inputs]}")
-    dim0 = graph_inputs[0].type.tensor_type.shape.dim[0]
-    if dim0.HasField("dim_value"):
-        raise GtptError(f"{path.name} has a static batch of {dim0.dim_value}, but Triton's dynamic batching needs a "
+    image = image_input(model, path.name)
+    if image.dims and isinstance(image.dims[0], int):
+        raise GtptError(f"{path.name} has a static batch of {image.dims[0]}, but Triton's dynamic batching needs a "
                         f"dynamic batch dimension; re-export it with '{EXPORT_HINT}'")
     outputs = tuple(o.name for o in model.graph.output)
     names = ("simcc_x", "simcc_y") if {"simcc_x", "simcc_y"} <= set(outputs) else outputs[:2]
-    io = cfg.PoseIO.of(meta, graph_inputs[0].name, names)  # type: ignore[arg-type]
-    platform = {"python": "python", "openvino": "openvino"}.get(backend, "onnxruntime_onnx")
+    io = cfg.PoseIO.of(meta, image.name, names)  # type: ignore[arg-type]
+    platform = ONNX_PLATFORMS.get(backend, "onnxruntime_onnx")
     return _Plan(path, meta, io, platform, "model.onnx", max_batch)
 
 
@@ -155,16 +154,16 @@ def plan_engine(path: Path, max_batch: int | None) -> _Plan:
                  str(version) if version else None, static)
 
 
-BACKENDS = ("onnxruntime", "python", "openvino")
+#: --backend -> the platform (Triton's word) an ONNX file is served with; engines are served by TensorRT's own
+#: platform, so only the default backend takes them.
+ONNX_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "python": "python", "openvino": "openvino"}
+BACKENDS = tuple(ONNX_PLATFORMS)
 ACCELERATOR_PRECISION = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
 
 
-def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: str | None = None,
-                     max_batch: int | None = None, instances: int = 1, kind: str | None = None,
-                     backend: str = "onnxruntime", pipeline: bool = False, detector: str | Path | None = None,
-                     force: bool = False, trt_accelerator: bool = False, warmup: bool = True,
-                     python_runtime: str = "onnxruntime") -> RepositoryReport:
-    """Write a Triton model repository for ``artifacts`` into ``repo``; see the module docstring.
+@dataclass(frozen=True)
+class RepositorySpec:
+    """``write_repository``'s options (the Python API's keywords, typed).
 
     ``backend``: ``onnxruntime`` (native platform of each file), ``python`` (ONNX only) or ``openvino`` (Triton's
     OpenVINO backend, ONNX only). ``max_batch``: default 8 for ONNX, the profile's max for engines. ``kind``:
@@ -174,72 +173,111 @@ def write_repository(artifacts: Sequence[str | Path], repo: str | Path, name: st
     ``python_runtime``: what the Python-backend pose model runs the ONNX with, ``onnxruntime`` or ``openvino``
     (FP32, CPU instances only; the server's Python then needs the openvino package).
     ``pipeline`` adds ``gtpt_pipeline`` over the first artifact's model, with ``detector`` (an ONNX with
-    dets/labels outputs); its CPU instances follow ``instances``.
-
-    An existing ``repo`` is only replaced with ``force``, and then only what an earlier ``gtpt-deploy triton``
-    wrote there (its manifest lists it) is removed; other content stays. Raises GtptError subclasses (one line)
-    for bad input; nothing is written then.
+    dets/labels outputs); its CPU instances follow ``instances``. ``force``: replace an earlier write.
     """
+
+    name: str | None = None
+    max_batch: int | None = None
+    instances: int = 1
+    kind: str | None = None
+    backend: str = "onnxruntime"
+    pipeline: bool = False
+    detector: str | Path | None = None
+    force: bool = False
+    trt_accelerator: bool = False
+    warmup: bool = True
+    python_runtime: str = "onnxruntime"
+
+    def check(self, artifacts: int) -> None:
+        """One line for options that contradict each other or the number of artifacts."""
+        if not artifacts:
+            raise GtptError("expected at least one artifact (.onnx or .engine), got none")
+        if self.name is not None and artifacts > 1:
+            raise GtptError(f"--name names one model, got {artifacts} artifacts; leave it out (names come from the "
+                            f"file names) or write one repository per artifact")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise GtptError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.backend not in BACKENDS:
+            raise GtptError(f"--backend must be one of {', '.join(BACKENDS)}, got '{self.backend}'")
+        if self.pipeline and self.detector is None:
+            raise GtptError("--pipeline needs --detector (a person detector ONNX with dets/labels outputs)")
+        if self.detector is not None and not self.pipeline:
+            raise GtptError("--detector is used by the pipeline model only; add --pipeline or leave out --detector")
+        if self.trt_accelerator and self.backend != "onnxruntime":
+            raise GtptError(f"--trt-accelerator is ONNX Runtime's (platform onnxruntime_onnx); leave it out with "
+                            f"--backend {self.backend}")
+        if self.python_runtime not in ("onnxruntime", "openvino"):
+            raise GtptError(f"--python-runtime must be onnxruntime or openvino, got '{self.python_runtime}'")
+        if self.python_runtime != "onnxruntime" and self.backend != "python":
+            raise GtptError(f"--python-runtime is the Python-backend model's; add --backend python (got --backend "
+                            f"{self.backend})")
+        if self.python_runtime == "openvino" and self.kind == "gpu":
+            raise GtptError("--python-runtime openvino runs the model on the CPU; pass --kind cpu (or leave it out)")
+
+
+def _plan_onnx_file(path: Path, o: RepositorySpec) -> _Plan:
+    return plan_onnx(path, 8 if o.max_batch is None else o.max_batch, o.backend)
+
+
+def _plan_engine_file(path: Path, o: RepositorySpec) -> _Plan:
+    if o.backend != "onnxruntime":
+        raise GtptError(f"{path.name}: --backend {o.backend} runs ONNX files; pass the .onnx the engine was "
+                        f"built from, or leave out --backend")
+    return plan_engine(path, o.max_batch)
+
+
+#: the runner backend of a file (runners.backends_for: which files are ONNX, which are engines, is the runners'
+#: knowledge) -> how the repository plans it
+PLANNERS = {"onnxruntime": _plan_onnx_file, "tensorrt": _plan_engine_file}
+
+
+def plan_artifact(path: Path, options: RepositorySpec) -> _Plan:
+    """What one artifact becomes, by the backend that runs it; ArtifactError for a file no planner serves."""
+    planner = next((PLANNERS[b] for b in backends_for(path) if b in PLANNERS), None)
+    if planner is None:
+        raise ArtifactError(f"cannot serve {path.name}: expected .onnx or .engine/.plan, got "
+                            f"'{path.suffix.lower() or 'none'}'")
+    return planner(path, options)
+
+
+def write_repository(artifacts: Sequence[str | Path], repo: str | Path, *, options: RepositorySpec | None = None,
+                     **keywords: Any) -> RepositoryReport:
+    """Write a Triton model repository for ``artifacts`` into ``repo``; see the module docstring.
+
+    ``options`` (or the same names as keywords: ``name``, ``max_batch``, ``instances``, ``kind``, ``backend``,
+    ``pipeline``, ``detector``, ``force``, ``trt_accelerator``, ``warmup``, ``python_runtime``; see
+    :class:`RepositorySpec`). An existing ``repo`` is only replaced with ``force``, and then only what an earlier
+    ``gtpt-deploy triton`` wrote there (its manifest lists it) is removed; other content stays. Raises GtptError
+    subclasses (one line) for bad input; nothing is written then.
+    """
+    o = replace(options or RepositorySpec(), **keywords)
     paths = [Path(a) for a in artifacts]
     repo = Path(repo)
-    if not paths:
-        raise GtptError("expected at least one artifact (.onnx or .engine), got none")
-    if name is not None and len(paths) > 1:
-        raise GtptError(f"--name names one model, got {len(paths)} artifacts; leave it out (names come from the "
-                        f"file names) or write one repository per artifact")
-    if max_batch is not None and max_batch < 1:
-        raise GtptError(f"--max-batch must be at least 1, got {max_batch}")
-    if backend not in BACKENDS:
-        raise GtptError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
-    if pipeline and detector is None:
-        raise GtptError("--pipeline needs --detector (a person detector ONNX with dets/labels outputs)")
-    if detector is not None and not pipeline:
-        raise GtptError("--detector is used by the pipeline model only; add --pipeline or leave out --detector")
-    if trt_accelerator and backend != "onnxruntime":
-        raise GtptError(f"--trt-accelerator is ONNX Runtime's (platform onnxruntime_onnx); leave it out with "
-                        f"--backend {backend}")
-    if python_runtime not in ("onnxruntime", "openvino"):
-        raise GtptError(f"--python-runtime must be onnxruntime or openvino, got '{python_runtime}'")
-    if python_runtime != "onnxruntime" and backend != "python":
-        raise GtptError(f"--python-runtime is the Python-backend model's; add --backend python (got --backend "
-                        f"{backend})")
-    if python_runtime == "openvino" and kind == "gpu":
-        raise GtptError("--python-runtime openvino runs the model on the CPU; pass --kind cpu (or leave it out)")
-    names = [cfg.check_name(name or default_name(p)) for p in paths]
-    taken = names + ([cfg.PIPELINE_NAME] if pipeline else [])
+    o.check(len(paths))
+    names = [cfg.check_name(o.name or default_name(p)) for p in paths]
+    taken = names + ([cfg.PIPELINE_NAME] if o.pipeline else [])
     if len(set(taken)) != len(taken):
         raise GtptError(f"model names must be unique, got {taken}; rename the files or pass --name")
-    inputs = [p.resolve() for p in paths + ([Path(detector)] if detector is not None else [])]
+    inputs = [p.resolve() for p in paths + ([Path(o.detector)] if o.detector is not None else [])]
     for p in inputs:
         if not p.is_file():
             raise ArtifactError(f"{p} does not exist; pass an exported .onnx or a built .engine")
         if repo.resolve() in p.parents:
             raise GtptError(f"input {p} is inside the repository {repo}; write the repository somewhere else")
-    previous = check_target(repo, force)
-    plans = []
-    for p in paths:
-        suffix = p.suffix.lower()
-        if suffix == ".onnx":
-            plans.append(plan_onnx(p, 8 if max_batch is None else max_batch, backend))
-        elif suffix in (".engine", ".plan"):
-            if backend != "onnxruntime":
-                raise GtptError(f"{p.name}: --backend {backend} runs ONNX files; pass the .onnx the engine was "
-                                f"built from, or leave out --backend")
-            plans.append(plan_engine(p, max_batch))
-        else:
-            raise ArtifactError(f"cannot serve {p.name}: expected .onnx or .engine/.plan, got '{suffix or 'none'}'")
-    kinds = [kind or ("gpu" if plan.platform == "tensorrt_plan" else "cpu") for plan in plans]
+    previous = check_target(repo, o.force)
+    plans = [plan_artifact(p, o) for p in paths]
+    kinds = [o.kind or ("gpu" if plan.platform == "tensorrt_plan" else "cpu") for plan in plans]
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
     umask = os.umask(0)  # mkdtemp makes 0700; the repository gets the permissions of any new folder
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
     try:
-        entries = [_write_model(tmp, n, plan, instances, k, trt_accelerator, warmup, python_runtime)
+        entries = [_write_model(tmp, n, plan, o.instances, k, o.trt_accelerator, o.warmup, o.python_runtime)
                    for n, plan, k in zip(names, plans, kinds)]
-        if pipeline:
-            entries.append(_write_pipeline(tmp, names[0], plans[0], Path(detector), plans[0].max_batch,  # type: ignore[arg-type]
-                                           instances))
+        if o.pipeline:
+            entries.append(_write_pipeline(tmp, names[0], plans[0], Path(o.detector),  # type: ignore[arg-type]
+                                           plans[0].max_batch, o.instances))
         (tmp / "README.md").write_text(_readme(entries))
         (tmp / MANIFEST).write_text(json.dumps({"written_by": "gtpt-deploy triton",
                                                 "entries": sorted([e.name for e in entries] + ["README.md"])},
