@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,15 @@ def install(monkeypatch: Any, flavour: str, devices: list[tuple[str, tuple[int, 
 
     if reset:
         impl.reset_state(devices)
-    monkeypatch.syspath_prepend(str(HERE / flavour))
-    sys.modules.pop("tensorrt", None)
+    # Loaded into sys.modules, not put on sys.path: monkeypatch restores a saved copy of sys.path afterwards, which
+    # dropped the folder onnxruntime.transformers appends to sys.path when first imported inside such a test (its
+    # later `from fusion_utils import ...` then failed in whichever test came next).
+    package = HERE / flavour / "tensorrt"
+    spec = importlib.util.spec_from_file_location("tensorrt", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    spec.loader.exec_module(module)
     monkeypatch.setattr(cuda_mem, "memory_factory", impl.FakeDeviceMemory)
     import tensorrt
 
