@@ -181,8 +181,10 @@ class Predictor:
         ``batch`` is the most rows one runner call gets (an engine's profile or a server's max batch bounds it).
         Rows go to the runner in chunks of crops, each followed by its flipped copies: for a dynamic-batch artifact
         a chunk of batch/2 crops and its flips fill one call of ``batch`` rows; for a static batch B chunks of B
-        crops make the row stream, cut into calls of B with only the last call padded. Every backend we ship computes each row independently of its batch
-        neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not results.
+        crops make the row stream, cut into calls of B with only the last call zero-padded
+        (:func:`~gtpt_deploy.runtime.batching.infer_batched`). Every backend we ship computes each row independently
+        of its batch neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not
+        results.
         """
         n = len(crops)
         size = self._chunk
