@@ -102,6 +102,8 @@ def test_cli_option_groups_hand_one_typed_object_to_run_and_bench(fake_b1, tmp_p
     boxes = BoxSpec(detector=DETECTOR, box_thr=0.5, detector_device="cuda:1", detector_threads=2)
     assert seen["run"][0][1:3] == (runner, boxes)   # (out_dir, runner, boxes, output)
     assert seen["bench"][0][:2] == (runner, boxes)
+    crops_mode = _invoke(["bench", fake_b1, "--detector-device", "cuda"])   # not silently ignored without --images
+    assert crops_mode.exit_code == 2 and "belong to pipeline mode" in crops_mode.output
 
 
 def test_one_frame_builder_for_images_streams_and_arrays(tmp_path):

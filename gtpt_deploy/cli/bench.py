@@ -118,8 +118,9 @@ def bench_cmd(artifacts: tuple[Path, ...], runners: RunnerSweep, rounds: int | N
         report = bench_pipeline(artifacts[0], images, runners.first(), boxes, rounds=rounds or 3, spin=spin,
                                 progress=say)
     else:
-        if boxes.detector is not None or boxes.boxes is not None or not runners.flip:
-            raise GtptError("--detector, --boxes and --no-flip belong to pipeline mode; add --images DIR")
+        if boxes != BoxSpec(ann=boxes.ann) or not runners.flip:   # --ann alone names the crops' annotations
+            raise GtptError("--detector, --boxes, --box-thr, --detector-device, --detector-threads and --no-flip "
+                            "belong to pipeline mode; add --images DIR")
         from ..eval.bench import bench
 
         report = bench(artifacts, batches=batches, threads=threads, rounds=rounds or 20, warmup=warmup,
