@@ -54,7 +54,7 @@ def _times(fn: Callable[[], Any], warmup: int, iters: int) -> dict[str, float]:
 
 def _graph_times(runner: Any, batch: np.ndarray, warmup: int, iters: int) -> dict[str, Any] | str:
     """Device-only enqueue+sync time of the active TrtRunner, plain and replayed from a captured CUDA graph."""
-    from gtpt_deploy.runners import cuda_mem
+    from gtpt_deploy.tensorrt import cuda_mem
 
     if not isinstance(runner._mem, cuda_mem.CudaRuntimeMemory):
         return "not measured: the runner's device memory is not cuda-python's runtime"
@@ -244,8 +244,8 @@ def _environment() -> tuple[dict[str, Any], str | None]:
     import torch
 
     from gtpt_deploy.errors import GtptError
-    from gtpt_deploy.runners import cuda_mem
-    from gtpt_deploy.runners.trt_api import load_tensorrt
+    from gtpt_deploy.tensorrt import cuda_mem
+    from gtpt_deploy.tensorrt.api import load_tensorrt
 
     env: dict[str, Any] = {"torch": torch.__version__, "torch_cuda": torch.cuda.is_available()}
     try:

@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _API = {
     "create_model": ".models",
     "save_checkpoint": ".models",
-    "VARIANTS": ".models.gtpt",
-    "GTPTConfig": ".models.gtpt",
+    "VARIANTS": ".models.variants",
+    "GTPTConfig": ".models.variants",
     "GtptError": ".errors",
     "export_onnx": ".export",
     "convert_fp16": ".export.fp16",

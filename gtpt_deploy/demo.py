@@ -3,7 +3,8 @@
 export the sample checkpoint to ONNX, convert it to FP16 and calibrate INT8 on the bundled annotations -> run person
 detector + INT8 pose on the bundled images (annotated copies and results.json) -> validate FP32, FP16 and INT8 ONNX
 against PyTorch on the bundled annotated images (one AP table, each row with its precision's budget).
-The bundled material lives in the repository's ``demo/`` folder (see NOTICE); the sample checkpoint in ``models/``.
+The demo images and annotations are package data (:mod:`.bundled`, see NOTICE); the sample checkpoint is the
+checkout's ``models/gtpt_t_coco_sample.pth``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .artifacts import MODELS_DIR
+from .bundled import DEMO_DIR
 from .errors import GtptError
 
-REPO = Path(__file__).resolve().parents[1]
-ASSETS = REPO / "demo"
-SAMPLE_CHECKPOINT = REPO / "models" / "gtpt_t_coco_sample.pth"
-# The shared test data's RTMDet-nano person detector, when the repository sits next to it (CI, development).
-SHARED_DETECTOR = REPO.parent / "shared" / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"
-# INT8 calibration data that the demo does not validate on: COCO train2017 persons of the shared test data.
-SHARED_CALIB = REPO.parent / "shared" / "data" / "coco_train2017_mini"
-SHARED_CALIB_ANN = SHARED_CALIB / "person_keypoints_train2017_subset.json"
+# The sample checkpoint sits in the checkout's models/ data folder, not in the package (5 MB of weights that only
+# the demo uses): like every data folder it is found relative to the current folder (the README runs the demo from
+# the checkout); elsewhere pass --checkpoint.
+SAMPLE_CHECKPOINT = MODELS_DIR / "gtpt_t_coco_sample.pth"
+
+
+def _shared() -> Path:
+    """The shared test data: ``$GTPT_SHARED``, else ``../shared`` beside the current folder (CI, development)."""
+    return Path(os.environ.get("GTPT_SHARED", "../shared"))
+
+
 #: What the sample checkpoint is and is not, in one line (the demo says it first).
 SAMPLE_NOTE = ("sample model: GTPT-T trained by tools/train_sample.py on ~220 persons of a few COCO images (box "
                "jitter, so it holds on detector boxes of its own images); it shows the pipeline and is NOT a general "
@@ -53,18 +59,19 @@ def default_detector() -> Path | None:
     env = os.environ.get("GTPT_DETECTOR")
     if env:
         return Path(env)
-    return SHARED_DETECTOR if SHARED_DETECTOR.is_file() else None
+    found = _shared() / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"   # RTMDet-nano person detector
+    return found if found.is_file() else None
 
 
 def default_calibration() -> tuple[Path, Path] | None:
     """INT8 calibration data the demo does not validate on: ``$GTPT_CALIB_ANN`` + ``$GTPT_CALIB_IMAGES``, else the
-    shared ``coco_train2017_mini`` beside the repository, else None."""
+    shared ``coco_train2017_mini`` (``$GTPT_SHARED``, else ../shared beside the current folder), else None."""
     ann, images = os.environ.get("GTPT_CALIB_ANN"), os.environ.get("GTPT_CALIB_IMAGES")
     if ann and images:
         return Path(ann), Path(images)
-    if SHARED_CALIB_ANN.is_file() and (SHARED_CALIB / "images").is_dir():
-        return SHARED_CALIB_ANN, SHARED_CALIB / "images"
-    return None
+    calib = _shared() / "data" / "coco_train2017_mini"   # COCO train2017 persons: not what the demo validates on
+    ann_file = calib / "person_keypoints_train2017_subset.json"
+    return (ann_file, calib / "images") if ann_file.is_file() and (calib / "images").is_dir() else None
 
 
 def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os.PathLike[str] | None = None,
@@ -83,12 +90,13 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     from .eval.validate import validate
 
     out = Path(out_dir)
-    assets_dir = Path(assets) if assets is not None else ASSETS
+    assets_dir = Path(assets) if assets is not None else DEMO_DIR
     images, ann = assets_dir / "images", assets_dir / "person_keypoints_demo.json"
     ckpt = Path(checkpoint) if checkpoint is not None else SAMPLE_CHECKPOINT
     for needed in (images, ann, ckpt):
         if not needed.exists():
-            hint = "pass --checkpoint" if needed == ckpt else "run the demo from a full checkout of gtpt-deploy"
+            hint = ("pass --checkpoint, or run the demo from a checkout of gtpt-deploy (its models/ folder holds the "
+                    "sample)") if needed == ckpt else "reinstall gtpt-deploy (the demo images are package data)"
             raise GtptError(f"demo input {needed} is missing; {hint}")
     det = Path(detector) if detector is not None else default_detector()
     calib = default_calibration()

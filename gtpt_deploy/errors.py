@@ -39,13 +39,16 @@ class ExportError(GtptError):
 
 
 class MissingDependencyError(GtptError):
-    """An optional package is needed for this operation."""
+    """A package this operation needs cannot be imported: an optional one (``extra`` names the gtpt-deploy extra that
+    brings it) or, with ``extra=None``, a base dependency missing from a broken install."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package, which is not installed; "
-            f"install it with: pip install 'gtpt-deploy[{extra}]'"
-        )
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
+        if extra is None:
+            how = (f"it is a dependency of every gtpt-deploy install, so this environment is incomplete; install it "
+                   f"with: pip install {package}")
+        else:
+            how = f"install it with: pip install 'gtpt-deploy[{extra}]'"
+        super().__init__(f"{purpose} needs the '{package}' package, which is not installed; {how}")
         self.package = package
         self.extra = extra
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import ArtifactError
 from .keypoints import dataset_for
-from .runtime.transforms import MEAN_RGB, STD_RGB
+from .models.variants import MEAN_RGB, STD_RGB
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -78,12 +79,12 @@ class ModelMeta:
     @classmethod
     def for_config(cls, cfg: Any, batch: int | None, source_sha256: str = "",
                    versions: Mapping[str, str] | None = None, precision: str = "fp32") -> "ModelMeta":
-        """Build from a ``GTPTConfig`` (duck-typed to avoid importing torch here)."""
+        """Build from a :class:`~gtpt_deploy.models.variants.GTPTConfig` (or anything with its fields)."""
         ds = dataset_for(cfg.num_keypoints)
         return cls(
             variant=cfg.name, num_keypoints=cfg.num_keypoints, keypoint_names=ds.keypoint_names,
-            flip_pairs=ds.flip_pairs, input_size=tuple(cfg.image_size), mean=tuple(float(v) for v in MEAN_RGB),
-            std=tuple(float(v) for v in STD_RGB), color_order="RGB", split_ratio=float(cfg.split_ratio),
+            flip_pairs=ds.flip_pairs, input_size=tuple(cfg.image_size), mean=_float32(MEAN_RGB),
+            std=_float32(STD_RGB), color_order="RGB", split_ratio=float(cfg.split_ratio),
             k_table={k: tuple(v) for k, v in cfg.k_table.items()}, batch=batch, precision=precision,
             source_sha256=source_sha256, versions=dict(versions or {}),
         )
@@ -135,6 +136,12 @@ class ModelMeta:
             what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             raise ArtifactError(f"{source}: gtpt-deploy metadata is incomplete or mistyped ({what}); "
                                 f"re-export the artifact instead of editing its metadata") from None
+
+
+def _float32(values: tuple[float, ...]) -> tuple[float, ...]:
+    """The float32 values the crops are normalized with (runtime/transforms.py), as Python floats: what every
+    artifact has recorded since the first export (0.485 -> 0.48500001430511475), so metadata stays byte-identical."""
+    return tuple(struct.unpack(f"{len(values)}f", struct.pack(f"{len(values)}f", *values)))
 
 
 def _is_int(v: Any) -> bool:

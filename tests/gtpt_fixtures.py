@@ -104,7 +104,7 @@ def write_fake_pose_onnx(path: Path, batch: int | None = None, num_keypoints: in
     from onnx import TensorProto, helper, numpy_helper
 
     from gtpt_deploy.metadata import ModelMeta, write_onnx_meta
-    from gtpt_deploy.models.gtpt import VARIANTS
+    from gtpt_deploy.models.variants import VARIANTS
 
     rng = np.random.default_rng(seed)
     k, (wx, wy) = num_keypoints, bins

@@ -150,3 +150,31 @@ def test_concurrency_mode_reports_each_level(fake_dyn):
     assert all(0 < x["p50_ms"] <= x["p90_ms"] and x["crops_per_s"] > 0 for x in rows)
     bad = CliRunner().invoke(main, ["bench", str(fake_dyn), str(fake_dyn), "--concurrency", "1"])
     assert bad.exit_code == 2 and "one ARTIFACT" in bad.stderr
+
+
+def test_torch_compile_warm_up_says_it_compiles_and_quiet_bench_prints_no_steps(fake_dyn, monkeypatch):
+    """torch.compile's first call compiles for a minute or two: bench says so before it instead of going silent,
+    and -q leaves only the result on the streams (issue 19)."""
+    from gtpt_deploy.eval.bench import BenchEntry, _time_all
+    from gtpt_deploy.eval.bench_worker import Opened
+
+    events = []
+
+    class Worker:
+        def set_batch(self, x):
+            pass
+
+        def infer(self, n=1):
+            events.append("call")
+            return [0.001] * n
+
+    info = Opened(description="torch.compile", input_size=(256, 192), static_batch=None, load_s=0.0, pid=0)
+    opened = [(BenchEntry("m.pth", "torch.compile"), Worker(), info), (BenchEntry("m.pth"), Worker(), info)]
+    _time_all(opened, {(256, 192): np.zeros((2, 3, 256, 192), np.float32)}, [2], 1, 0, events.append)
+    compile_lines = [i for i, e in enumerate(events) if "compiles on this first call" in e]
+    assert len(compile_lines) == 1 and "m.pth [torch.compile]" in events[compile_lines[0]]
+    assert events[compile_lines[0] + 1] == "call"          # said just before the (compiling) first call
+    quiet = CliRunner().invoke(main, ["bench", str(fake_dyn), "--batch", "1", "--rounds", "1", "-q"])
+    loud = CliRunner().invoke(main, ["bench", str(fake_dyn), "--batch", "1", "--rounds", "1"])
+    assert quiet.exit_code == 0 == loud.exit_code, quiet.output + loud.output
+    assert "warming up" in loud.stderr and "warming up" not in quiet.stderr and "median" in quiet.stdout.lower()

@@ -119,7 +119,7 @@ def _grouped_model(path):
                           [io("simcc_x", ["b", 17, 384]), io("simcc_y", ["b", 17, 512])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    from gtpt_deploy.models.gtpt import VARIANTS
+    from gtpt_deploy.models.variants import VARIANTS
 
     write_onnx_meta(m, ModelMeta.for_config(VARIANTS["gtpt_t_coco"], None))
     onnx.save(m, str(path))
@@ -183,7 +183,64 @@ def test_calibrate_cli_json_and_one_line_errors(tmp_path):
     assert data["output"] == str(tmp_path / "fake_int8.onnx") and data["reused_ranges"] is False
     again = CliRunner().invoke(main, args + ["--force", "--json"])
     assert again.exit_code == 0 and json.loads(again.stdout)["reused_ranges"] is True
+    assert "reusing ranges" in again.stderr
+    quiet = CliRunner().invoke(main, args + ["--force", "--json", "-q"])   # -q: no step lines (issue 19)
+    assert quiet.exit_code == 0 and "reusing ranges" not in quiet.stderr and "budget" not in quiet.stderr
     other_data = CliRunner().invoke(main, args[:-1] + ["5", "-o", str(tmp_path / "x.onnx"), "--ranges",
                                                        data["ranges"]])
     assert other_data.exit_code == 2 and "computed for another calibration data" in other_data.output
     assert len(other_data.output.strip().splitlines()) == 1
+
+
+def test_session_infer_releases_its_session(fake_dyn, monkeypatch):
+    """The evaluation set's infer function owns an ONNX Runtime session: closed by `with`, by close(), or when the
+    function is dropped (it used to stay active until garbage collection; issue 19)."""
+    import gc
+
+    import onnx
+
+    import gtpt_deploy.runners as runners
+    from gtpt_deploy.calib.evalset import session_infer
+
+    made, real = [], runners.create_runner
+    monkeypatch.setattr(runners, "create_runner", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    model = onnx.load(str(fake_dyn))
+    with session_infer(model) as infer:
+        x, _ = infer(np.zeros((2, 3, 256, 192), np.float32))
+        assert x.shape[0] == 2 and made[0].is_active
+    assert not made[0].is_active
+    gc.disable()   # dropping the function releases the session at once, not at the collector's next run
+    try:
+        infer = session_infer(model)
+        assert made[1].is_active
+        del infer
+        assert not made[1].is_active
+    finally:
+        gc.enable()
+
+
+def test_budget_search_says_before_the_silent_sensitivity_ranking(monkeypatch):
+    """The ranking of groups by sensitivity (one quantization + inference pass per group, ~75 s on a CPU) printed
+    nothing until it ended; now one line says it is coming (issue 19)."""
+    from types import SimpleNamespace
+
+    from gtpt_deploy.calib import budget as budget_mod
+    from gtpt_deploy.calib.int8 import Int8Recipe
+
+    groups = ["block0", "block1", "block2"]
+    events = []
+    monkeypatch.setattr(budget_mod, "quantized_nodes", lambda m, r: [SimpleNamespace(group=g) for g in groups])
+    monkeypatch.setattr(budget_mod, "quantize", lambda m, data, r: r)
+    monkeypatch.setattr(budget_mod, "session_infer", lambda m, threads=None: m)
+    monkeypatch.setattr(budget_mod, "_logits", lambda infer, crops: (events.append("pass"), (np.zeros((1, 2)),) * 2)[1])
+
+    aps = iter([1.0, 0.9, 1.0])   # FP32, the full recipe (misses the budget), then the first step (within it)
+
+    def scorer(m):
+        return CropScore(next(aps), np.zeros((1, 17, 3), np.float32), np.zeros((1, 17, 2), np.int32))
+
+    crops = type("Crops", (), {"crops": np.zeros((4, 3, 8, 6), np.float32), "__len__": lambda self: 4})()
+    res = budget_mod.search("model", None, Int8Recipe(), crops, None, {}, 0.01, report=events.append, scorer=scorer)
+    assert len(res.steps) == 2 and set(res.sensitivity) == set(groups)
+    note = next(i for i, e in enumerate(events) if "ranking 3 weight-layer groups" in e)
+    assert events[note + 1:note + 5] == ["pass"] * 4     # said before the base pass and one pass per group

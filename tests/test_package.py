@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -122,9 +123,98 @@ def test_runtime_without_torch_runs_onnx_and_names_the_export_extra(fake_dyn, sh
             r = CliRunner().invoke(main, args)
             lines = r.stderr.strip().splitlines()
             assert r.exit_code == 2 and len(lines) == 1 and "pip install 'gtpt-deploy[export]'" in lines[0], r.output
-        r = CliRunner().invoke(main, ["models"])  # the table is stored data (variant_table), no torch needed
+        r = CliRunner().invoke(main, ["models"])  # the table is stored data (models.variants), no torch needed
         assert r.exit_code == 0 and "gtpt_b_wholebody" in r.output, r.output
         print("ok")
     """)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_the_wheel_ships_the_demo_data_that_bench_and_export_default_to(tmp_path):
+    """A wheel install has the demo images + annotations (bench's default crops, export's parity samples): `bench`
+    from a wheel failed with '.../site-packages/demo/person_keypoints_demo.json: expected an existing COCO
+    annotation file' (issue 19). Built from a copy of the sources (no build/ left in the checkout), unpacked, and the
+    defaults resolved inside the unpacked package."""
+    import shutil
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "NOTICE"):
+        shutil.copy(repo / name, src / name)
+    shutil.copytree(repo / "gtpt_deploy", src / "gtpt_deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", str(src), "-w", str(tmp_path / "dist")],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("gtpt_deploy-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        z.extractall(tmp_path / "site")
+    images = {n.rsplit("/", 1)[1] for n in names if n.startswith("gtpt_deploy/data/demo/images/")}
+    assert images == {p.name for p in (repo / "gtpt_deploy" / "data" / "demo" / "images").iterdir()} and len(images) == 8
+    assert "gtpt_deploy/data/demo/person_keypoints_demo.json" in names
+    assert any(n.endswith(".dist-info/licenses/NOTICE") for n in names), "the images' licenses travel with them"
+    site = tmp_path / "site"
+    result = _run(f"""
+        import json, sys
+        sys.path.insert(0, {str(site)!r})
+        import gtpt_deploy
+        from gtpt_deploy.eval import bench, concurrency
+        from gtpt_deploy.export.samples import default_samples
+        from gtpt_deploy.runtime.crops import person_crops
+        assert gtpt_deploy.__file__.startswith({str(site)!r}), gtpt_deploy.__file__
+        ann = bench.DEMO_ANN
+        crops = person_crops(ann, ann.parent / "images")
+        print(json.dumps([str(ann), str(concurrency.DEMO_ANN), str(default_samples()), len(crops)]))
+    """)
+    assert result.returncode == 0, result.stderr
+    bench_ann, conc_ann, samples, count = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = str(site / "gtpt_deploy" / "data" / "demo" / "person_keypoints_demo.json")
+    assert bench_ann == conc_ann == samples == expected and count > 0
+
+
+def test_writing_a_triton_repository_needs_the_triton_extra_and_the_readme_says_so(fake_dyn, tmp_path):
+    """`gtpt-deploy triton` builds configs with tritonclient's model-config protobuf: without the [triton] extra it
+    says so in one line, and the README's install paragraph states it (it presented the extra as client-only)."""
+    result = _run(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tritonclient":
+                    raise ImportError("hidden")
+        sys.meta_path.insert(0, Block())
+        from gtpt_deploy.cli import main
+        sys.argv = ["gtpt-deploy", "triton", {str(fake_dyn)!r}, "--repo", {str(tmp_path / "repo")!r}]
+        main()
+    """)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "pip install 'gtpt-deploy[triton]'" in lines[0] and not (tmp_path / "repo").exists()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    installs = readme[readme.index("**Installs.**"):].split("\n\n")[0]
+    assert "`[triton]`" in installs and "`gtpt-deploy triton`" in installs
+
+
+def test_missing_onnxruntime_is_named_a_base_dependency_not_the_gpu_extra():
+    """onnxruntime is a base dependency: its absence is a broken install, and the [gpu] extra the message used to name
+    would add onnxruntime-gpu, which clashes with it (issue 19)."""
+    result = _run("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "onnxruntime":
+                    raise ImportError("hidden")
+        sys.meta_path.insert(0, Block())
+        from gtpt_deploy.errors import MissingDependencyError
+        from gtpt_deploy.runners.ort import import_onnxruntime
+        try:
+            import_onnxruntime()
+        except MissingDependencyError as e:
+            print(e)
+    """)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "pip install onnxruntime" in line and "[gpu]" not in line and "gtpt-deploy install" in line

@@ -177,3 +177,25 @@ def test_onnx_only_modules_import_and_run_without_torch(fake_dyn, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
+
+
+def test_torch_runner_turns_tf32_off_only_during_its_own_calls():
+    """The FP32 reference runs without TF32 on CUDA, but the process's switches are restored after each call (they
+    used to be turned off for the whole process when a CUDA torch runner was activated; issue 19)."""
+    torch = pytest.importorskip("torch")
+    from gtpt_deploy.runners.torch import exact_fp32
+
+    flags = lambda: (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)  # noqa: E731
+    saved = flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with exact_fp32(torch, "cuda:0"):
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        with pytest.raises(RuntimeError), exact_fp32(torch, "cuda"):
+            raise RuntimeError("a failed call restores them too")
+        assert flags() == (True, True)
+        with exact_fp32(torch, "cpu"):
+            assert flags() == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

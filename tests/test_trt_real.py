@@ -26,7 +26,7 @@ def _unavailable() -> str | None:
     if "fake_tensorrt" in str(getattr(tensorrt, "__file__", "")):
         return "only the fake tensorrt is importable"
     from gtpt_deploy.errors import GtptError
-    from gtpt_deploy.runners import cuda_mem
+    from gtpt_deploy.tensorrt import cuda_mem
 
     try:
         cuda_mem.open_gpu(0)
@@ -44,7 +44,7 @@ def real_trt():
     """The installed TensorRT and GPU 0."""
     import tensorrt
 
-    from gtpt_deploy.runners import cuda_mem
+    from gtpt_deploy.tensorrt import cuda_mem
 
     return tensorrt, cuda_mem.open_gpu(0)[1]
 
@@ -100,7 +100,7 @@ def test_real_one_logger_and_timing_cache_reuse(real_trt, tmp_path, caplog):
     cache = tmp_path / "t.cache"
     first = build_engine(onnx_path, dynamic_batch=(1, 2, 4), output=tmp_path / "a.engine", timing_cache=cache,
                          workspace_gib=1, progress=False)
-    with caplog.at_level("DEBUG", logger="gtpt_deploy.runners.trt_api"):
+    with caplog.at_level("DEBUG", logger="gtpt_deploy.tensorrt.api"):
         with create_runner(first.engine_path) as a, create_runner(first.engine_path) as b:
             x = np.zeros((2, 3, 256, 192), np.float32)
             a.infer(x), b.infer(x)

@@ -198,7 +198,7 @@ def test_no_cuda_device_names_the_driver_requirement(monkeypatch):
     import sys
     import types
 
-    from gtpt_deploy.runners import cuda_mem
+    from gtpt_deploy.tensorrt import cuda_mem
 
     rt = types.ModuleType("cuda.bindings.runtime")
     rt.cudaError_t = types.SimpleNamespace(cudaSuccess=0)

@@ -145,7 +145,7 @@ def test_fp16_records_its_source_onnx_and_the_chain_reaches_the_checkpoint(seed0
 def test_engine_sidecar_links_the_engine_to_its_onnx(fake_trt, tmp_path):
     from gtpt_deploy.engines import build_engine
     from gtpt_deploy.metadata import ModelMeta
-    from gtpt_deploy.runners.trt import read_engine_sidecar
+    from gtpt_deploy.tensorrt.sidecar import read_engine_sidecar
 
     src = write_fake_pose_onnx(tmp_path / "src.onnx", batch=None)
     engine = build_engine(src, batch=1, output=tmp_path / "m.engine", progress=False).engine_path

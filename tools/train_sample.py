@@ -72,6 +72,41 @@ def load_persons(ann_file: Path, image_dir: Path, num_keypoints: int) -> list[di
     return persons
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two xywh boxes."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0.0, float(iw)) * max(0.0, float(ih))
+    return inter / max(1e-9, float(a[2] * a[3] + b[2] * b[3]) - inter)
+
+
+def detector_views(persons: list[dict], detector_onnx: Path, min_iou: float = 0.5) -> list[dict]:
+    """The person detector's boxes of the training images as extra views of the persons they find.
+
+    Each GT person gets at most one detection (greedy by IoU >= ``min_iou``); the view keeps the person's keypoints
+    and takes the detector's box, so the model learns the crops the run/demo pipeline makes, not only GT crops.
+    """
+    from gtpt_deploy.runtime.detect import PersonDetector
+
+    detector = PersonDetector(detector_onnx, score_thr=0.3, threads=1)
+    by_image: dict[Path, list[dict]] = {}
+    for p in persons:
+        by_image.setdefault(p["image"], []).append(p)
+    views = []
+    for path, group in by_image.items():
+        dets = detector.detect(cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION))
+        pairs = sorted(((_iou(p["box"], d), i, j) for i, p in enumerate(group) for j, d in enumerate(dets.xywh)),
+                       reverse=True)
+        used_p, used_d = set(), set()
+        for iou, i, j in pairs:
+            if iou < min_iou or i in used_p or j in used_d:
+                continue
+            used_p.add(i)
+            used_d.add(j)
+            views.append({**group[i], "box": np.asarray(dets.xywh[j], np.float32)})
+    return views
+
+
 def _read_rgb(path: Path, cache: dict[Path, np.ndarray]) -> np.ndarray:
     if path not in cache:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -213,6 +248,8 @@ def main() -> None:
     ap.add_argument("--cosine", type=float, default=0.0, metavar="END",
                     help="cosine LR decay over --epochs down to END x --lr (0: constant LR after the warm-up); "
                          "a lower LR at the end settles a fine-tune whose jittered views keep the loss noisy")
+    ap.add_argument("--detector", type=Path, help="person detector ONNX: also train on its boxes of the training "
+                                                  "images (matched to GT persons, IoU >= 0.5)")
     ap.add_argument("--jitter", default="", help="SHIFT,SCALE,ROT box jitter per epoch, e.g. 0.08,0.15,20 "
                                                  "(fractions of the box, degrees); default: exact GT boxes")
     args = ap.parse_args()
@@ -231,6 +268,9 @@ def main() -> None:
     for spec in args.data:
         ann, img_dir = spec.split(":", 1)
         persons += load_persons(Path(ann), Path(img_dir), cfg.num_keypoints)
+    num_gt = len(persons)
+    if args.detector:
+        persons += detector_views(persons, args.detector)
     jitter = tuple(float(v) for v in args.jitter.split(",")) if args.jitter else None
     aug_rng = np.random.default_rng(args.seed)
     image_cache: dict[Path, np.ndarray] = {}
@@ -267,6 +307,8 @@ def main() -> None:
                       f"{', bf16 autocast' if args.amp else ''}"
                       f"{f', box jitter shift/scale/rot {args.jitter}' if jitter else ', exact GT boxes'}",
             "tool": "tools/train_sample.py"}
+    if args.detector:
+        meta["detector_views"] = f"{len(persons) - num_gt} boxes of {_rel(str(args.detector))} (IoU >= 0.5 to a GT person)"
     if args.init:
         meta["initialized_from"] = os.path.relpath(args.init)
     for epoch in range(1, args.epochs + 1):

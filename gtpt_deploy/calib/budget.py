@@ -101,6 +101,10 @@ def search(model: Any, tensors_data: Any, recipe: Int8Recipe, crops: Any, meta: 
         return BudgetResult(recipe, q, fp32, s, steps)
 
     groups = list(dict.fromkeys(w.group for w in quantized_nodes(model, recipe)))
+    # the ranking below runs one quantization + inference pass per group with nothing to report until the end
+    # (a minute or more on a CPU): say what is coming
+    report(f"budget: ranking {len(groups)} weight-layer groups by sensitivity (each quantized alone and run on "
+           f"{len(crops)} crops; no output until done)")
     base_logits = _logits(session_infer(model, threads), crops.crops)
     sens: dict[str, float] = {}
     for g in groups:      # each group quantized alone: its own damage, independent of the others

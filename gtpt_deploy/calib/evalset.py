@@ -7,6 +7,7 @@ to disk. No torch import.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,18 +41,25 @@ class CropScore:
         return compare_keypoints(base.keypoints, base.bins, self.keypoints, self.bins)
 
 
-def session_infer(model: Any, threads: int | None = None) -> InferFn:
+class SessionInfer:
     """``infer`` for an in-memory ``onnx.ModelProto`` (or serialized bytes) on ONNX Runtime's CPU provider, through
     the common runner (``create_runner``). A static-batch model gets padded batches of its own size.
 
-    Returns a function float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays.
+    Calling it maps float32 (B, 3, H, W) -> (simcc_x, simcc_y) float32 arrays. It owns an active runner (an ONNX
+    Runtime session holding the model's weights): ``close()`` it, or use it as a context manager; a caller that only
+    drops it (``score_crops(session_infer(m), ...)``) still releases the session then, through a finalizer, instead
+    of leaving it to whenever the garbage collector runs.
     """
-    from ..runners import create_runner
 
-    runner = create_runner(model, threads=threads).activate()   # released with the function (session only)
-    static = runner.static_batch
+    def __init__(self, model: Any, threads: int | None = None) -> None:
+        from ..runners import create_runner
 
-    def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._runner = create_runner(model, threads=threads).activate()
+        self._static = self._runner.static_batch
+        self._finalizer = weakref.finalize(self, self._runner.deactivate)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        static, runner = self._static, self._runner
         if not static or len(batch) == static:
             return runner.infer(np.ascontiguousarray(batch, np.float32))
         xs, ys = [], []
@@ -64,7 +72,18 @@ def session_infer(model: Any, threads: int | None = None) -> InferFn:
             xs.append(x[:n]), ys.append(y[:n])
         return np.concatenate(xs), np.concatenate(ys)
 
-    return infer
+    def close(self) -> None:
+        """Release the session (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> "SessionInfer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+session_infer = SessionInfer   # the name the calibration code calls
 
 
 def score_crops(infer: InferFn, crops: Any, meta: ModelMeta, gt: dict, flip: bool = True,

@@ -218,13 +218,3 @@ def quantize(model: Any, tensors_data: Any, recipe: Int8Recipe) -> Any:
         qmodel, _info = to_int8_fp16(qmodel, model)
     return qmodel
 
-
-def activation_tensors(qmodel: Any) -> list[str]:
-    """Float tensors that the Q/DQ model quantizes as activations (inputs of QuantizeLinear that are not constants),
-    in graph order: the tensors a TensorRT legacy cache needs."""
-    consts = regions.constant_names(qmodel)
-    seen: dict[str, None] = {}
-    for n in qmodel.graph.node:
-        if n.op_type == "QuantizeLinear" and n.input[0] not in consts:
-            seen.setdefault(n.input[0], None)
-    return list(seen)

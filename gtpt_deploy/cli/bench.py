@@ -8,7 +8,7 @@ import click
 
 from ..errors import GtptError
 from ..runtime.options import BoxSpec, RunnerSweep
-from .main import ARTIFACT, F, box_options, bundle, echo_json, main
+from .main import ARTIFACT, F, box_options, bundle, echo_json, main, show_progress
 
 
 def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -94,7 +94,7 @@ def bench_cmd(artifacts: tuple[Path, ...], runners: RunnerSweep, rounds: int | N
     batches, threads, ann = list(runners.batches), runners.threads, boxes.ann
     for b in batches:                            # every mode, before any artifact is opened
         check_batch_size(b)
-    say = (lambda line: click.echo(line, err=True))
+    say = (lambda line: click.echo(line, err=True)) if show_progress() else (lambda _line: None)   # -q: none
     if ship and (images is not None or concurrency is not None):
         raise GtptError("--ship times .onnx files on person crops; leave out --images and --concurrency")
     if concurrency is not None:

@@ -20,7 +20,7 @@ def models_cmd(as_json: bool) -> None:
       gtpt-deploy models
       gtpt-deploy models --json | jq '.models[0]'
     """
-    from ..variant_table import variant_rows
+    from ..models.variants import variant_rows
 
     rows = variant_rows()
     if as_json:

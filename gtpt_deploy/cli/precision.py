@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .main import echo_json, main
+from .main import echo_json, main, show_progress
 
 
 @main.command("fp16")
@@ -111,7 +111,8 @@ def calibrate_cmd(model: Path, ann: Path, images: Path, num: int | None, method:
     from ..calib import calibrate_int8
 
     def report(line: str) -> None:
-        click.echo(line, err=True)
+        if show_progress() or line.startswith("warning"):   # -q: warnings only, no step lines
+            click.echo(line, err=True)
 
     budget: dict[str, Any] = {} if max_ap_drop is None else \
         {"max_ap_drop": None if max_ap_drop == "none" else max_ap_drop}   # not given: the API's default budget

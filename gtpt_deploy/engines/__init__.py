@@ -1,6 +1,6 @@
 """TensorRT engines: ``build_engine`` (ONNX -> strongly typed plan + JSON sidecar) and ``build_from_checkpoint``.
 
-Imports ``tensorrt`` only inside the build, through ``runners/trt_api.py``.
+Imports ``tensorrt`` only inside the build, through ``gtpt_deploy/tensorrt/api.py``.
 """
 
 from .build import BuildError, build_engine

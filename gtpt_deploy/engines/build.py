@@ -1,7 +1,7 @@
 """ONNX -> TensorRT engine: one plain function, :func:`build_engine`, with a typed result (:class:`EngineResult`).
 
 Strongly typed networks only: the precision is the ONNX file's (FP32, the FP16-typed file, or the Q/DQ INT8 file),
-never a builder flag - the only way TensorRT 11 builds, and the same engine on 10.x (see ``runners/trt_api.py``).
+never a builder flag - the only way TensorRT 11 builds, and the same engine on 10.x (see ``tensorrt/api.py``).
 Steps: read the ONNX and its gtpt metadata -> decide the optimization profile -> parse (all parser errors in one
 message) -> builder config (workspace pool, optimization level, detailed profiling verbosity for the inspector,
 the profile, the persisted timing cache) -> ``build_serialized_network`` under a spinner -> write the plain plan
@@ -29,8 +29,8 @@ from ..artifacts import (ArtifactSet, Inputs, atomic_path, check_outputs, engine
                          timing_cache_path)
 from ..errors import ArtifactError, GtptError
 from ..metadata import load_onnx, read_onnx_meta
-from ..runners import cuda_mem
-from ..runners.trt_api import TensorRT, load_tensorrt
+from ..tensorrt import cuda_mem
+from ..tensorrt.api import TensorRT, load_tensorrt
 from .report import EngineProfile, EngineResult, Spinner, layer_summary, trtexec_command
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..artifacts import precision_path
 from ..errors import ArtifactExistsError, GtptError
-from ..runners import cuda_mem
-from ..runners.trt_api import load_tensorrt
+from ..tensorrt import cuda_mem
+from ..tensorrt.api import load_tensorrt
 from .build import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_GIB, build_engine
 from .report import EngineResult
 

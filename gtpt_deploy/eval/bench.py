@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..bundled import DEMO_ANN
 from ..errors import GtptError
 from ..runners import backends_for
 from ..runners.base import check_batch_size
@@ -26,7 +27,6 @@ from . import bench_worker
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
 #: bundled crops (six CC BY COCO images with their annotations) used when no annotation file is given
-DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 
 
 @dataclass
@@ -44,6 +44,8 @@ class BenchEntry:
         return Path(self.artifact).name + "".join(f" [{v}]" for v in where)
 
 
+#: said before torch.compile's first call at a batch size, which compiles silently for a minute or two on a CPU
+COMPILE_NOTE = " (torch.compile compiles on this first call: about 1-2 min on a CPU, no output meanwhile)"
 #: how artifacts are kept from disturbing each other (the report header states it)
 ISOLATION = "each artifact in its own worker process (spawned fresh), one call at a time, rounds interleaved"
 
@@ -275,7 +277,7 @@ def _time_all(opened: list, crop_sets: dict, batches: list[int], rounds: int, wa
                 row.skipped = f"static batch {info.static_batch}"
                 continue
             worker.set_batch(tile_crops(crop_sets[tuple(info.input_size)], b))
-            say(f"batch {b}: warming up {entry.label}")
+            say(f"batch {b}: warming up {entry.label}" + (COMPILE_NOTE if entry.backend == "torch.compile" else ""))
             # the first call is always made (and reported): compile / lazy init
             row.first_call_ms = round(worker.infer(max(warmup, 1))[0] * 1e3, 3)
             active.append((worker, []))

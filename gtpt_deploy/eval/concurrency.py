@@ -12,13 +12,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..bundled import DEMO_ANN
 from ..errors import GtptError
 from ..runners import create_runner
 from ..runners.triton import run_clients
 from ..runtime.crops import person_crops
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
-DEMO_ANN = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 # Most concurrent clients per level. Each client is a thread of this one Python process with its own runner (an ONNX
 # Runtime session with its own thread pool, or an HTTP connection), all open at once during a level: well before a
 # few hundred the load generator itself (GIL, session memory: 64 GTPT-T ONNX Runtime clients peak at 2.1 GB) is what

@@ -70,7 +70,7 @@ def provenance(artifact: str | Path, meta: ModelMeta | None) -> Provenance:
         return Provenance(own, own, frozenset())
     chain = {meta.source_sha256, meta.parent_sha256} if meta is not None else set()
     if own and Path(text).suffix.lower() in (".engine", ".plan"):
-        from ..runners.trt import read_engine_sidecar
+        from ..tensorrt.sidecar import read_engine_sidecar
 
         onnx = read_engine_sidecar(Path(text)).get("onnx")
         if isinstance(onnx, dict) and isinstance(onnx.get("sha256"), str):

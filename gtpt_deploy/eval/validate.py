@@ -161,7 +161,8 @@ def validate(baseline: str | Path, candidates: Sequence[str | Path], ann: str | 
     """Run the baseline and each candidate on the images of ``ann`` with the same boxes; AP and agreement rows.
 
     Args:
-        baseline: usually the ``.pth`` checkpoint; candidates: ``.onnx`` (or later ``.engine``) artifacts.
+        baseline: usually the ``.pth`` checkpoint; candidates: anything :func:`~gtpt_deploy.runners.create_runner` opens
+            (``.onnx``, ``.engine``, ``.pth``, ``triton://``).
         ann: COCO / COCO-WholeBody keypoint annotation file; ``images``: folder with its images.
         boxes: ``"gt"`` (official GT-box protocol; the default without ``detector``) or a COCO detection results
             JSON; or pass ``detector`` (an ONNX person detector, run once per image).

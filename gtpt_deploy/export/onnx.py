@@ -122,7 +122,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], model: str | None = None,
     batch size (default 1); ``dynamic_batch`` makes dim 0 symbolic instead (then leave ``batch`` unset). ``output``
     defaults to ``export/<checkpoint name>_b<N>.onnx`` (``_bdyn``; see ``artifacts.checkpoint_stem``) under the
     working directory. ``samples``: real person
-    crops for the parity check, see :func:`load_samples` (default: the repository's demo COCO images and boxes).
+    crops for the parity check, see :func:`load_samples` (default: the demo COCO images and boxes shipped in the
+    package).
     Raises a ``GtptError`` subclass (one-line message) on any user error or failed check; nothing is written then.
     """
     t_start = time.perf_counter()

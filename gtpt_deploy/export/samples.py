@@ -1,33 +1,25 @@
-"""Real person crops for export's parity check: the bundled demo COCO file (seeded GT crops), a photo folder or one
-photo. No torch import."""
+"""Real person crops for export's parity check: the demo COCO file shipped in the package (seeded GT crops), a photo
+folder or one photo. No torch import."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ..bundled import DEMO_ANN
 from ..errors import GtptError, InputImageError
 
-log = logging.getLogger(__name__)
-
 SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-# Bundled with the repository (demo/, see NOTICE): COCO val images with their GT person boxes.
-DEMO_ANNOTATIONS = Path(__file__).resolve().parents[2] / "demo" / "person_keypoints_demo.json"
 MAX_REAL_CROPS = 12
 
 
-def default_samples() -> Path | None:
-    """$GTPT_SAMPLES, else the repository's demo annotations, else the shared people photos, else None."""
+def default_samples() -> Path:
+    """$GTPT_SAMPLES, else the demo annotations shipped in the package (COCO val images with their GT person boxes)."""
     if os.environ.get("GTPT_SAMPLES"):
         return Path(os.environ["GTPT_SAMPLES"])
-    if DEMO_ANNOTATIONS.is_file():
-        return DEMO_ANNOTATIONS
-    shared = Path(os.environ.get("GTPT_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-    photos = shared / "data" / "people_photos_pypi"
-    return photos if photos.is_dir() else None
+    return DEMO_ANN
 
 
 def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
@@ -44,9 +36,6 @@ def load_samples(samples: str | os.PathLike[str] | None, input_size: tuple[int, 
     from ..runtime.transforms import box_to_center_scale, crop_and_normalize
 
     source = Path(samples) if samples is not None else default_samples()
-    if source is None:
-        log.warning("no sample person photos found (set GTPT_SAMPLES or pass --samples); parity uses random inputs only")
-        return np.zeros((0, 3, *input_size), np.float32), []
     if source.suffix.lower() == ".json":
         folder = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
         try:

@@ -15,10 +15,11 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 
 from ..errors import CheckpointError
-from .gtpt import VARIANTS
+from .variants import VARIANTS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The GTPT model family: frozen config -> model -> registry of the six released variants.
+"""The GTPT model: a :class:`~.variants.GTPTConfig` (the torch-free registry in :mod:`.variants`) -> ``nn.Module``.
 
 Only the inference (EMA) branch exists here; its children are named like the official ``ema_*`` modules so that
 official checkpoints map onto it key for key. Every pruning step keeps a k that is computed once, at
@@ -7,91 +7,21 @@ construction, from the config (``GTPTConfig.k_table``), so the exported graph ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .variants import DENSE_PER_GROUP, GTPTConfig
 from .layers import (Attention, Block, GroupAttention, LiteStem, UStem, gather_rows, sine_table, softmax_pool,
                      merge_dims, split_dim, topk_indices)
 
-# Whole-body dense keypoint tokens per group: face 68 (group 0), two hands 2x21 (group 1), two feet 2x3 (group 2).
-DENSE_PER_GROUP = (68, 42, 6)
 # Ranges of ``fine_keypoint_token`` fed by each of the 5 part tokens: (part index, start, stop).
 _FINE_SLICES = (((0, 0, 68),), ((1, 68, 89), (2, 89, 110)), ((3, 110, 113), (4, 113, 116)))
 # Whole-body transition: query rows of the 22 leading tokens that score each group (parts first, then body kps).
 _WB_SCORE_ROWS = (((0, 1), (5, 10)), ((1, 3), (10, 16)), ((3, 5), (16, 22)))
 GROUPS, SLOTS = 3, 6
 PRUNE_PLAIN_LAYER, PRUNE_GROUP_LAYER = 3, 3
-
-
-@dataclass(frozen=True)
-class GTPTConfig:
-    """Hyper-parameters of one variant. Everything else (token counts, k values) is derived from these."""
-
-    name: str
-    wholebody: bool
-    backbone: str            # "lite" (T, S) or "unet" (B)
-    stem_channels: int       # C_bb, channels of the stride-4 feature map
-    dim: int                 # D
-    keep_rates: tuple[float, float, float, float]
-    heads: int = 8
-    plain_layers: int = 6
-    group_layers: int = 6
-    mlp_ratio: int = 3
-    image_size: tuple[int, int] = (256, 192)      # (H, W)
-    patch_size: tuple[int, int] = (4, 3)          # (rows, cols) on the stride-4 map
-    split_ratio: float = 2.0
-    description: str = field(default="", compare=False)
-
-    @property
-    def num_keypoints(self) -> int:
-        return 133 if self.wholebody else 17
-
-    @property
-    def num_patches(self) -> int:
-        h, w = self.image_size
-        return (h // 4 // self.patch_size[0]) * (w // 4 // self.patch_size[1])
-
-    @property
-    def simcc_bins(self) -> tuple[int, int]:
-        """(x bins, y bins) = (W * split, H * split)."""
-        return int(self.image_size[1] * self.split_ratio), int(self.image_size[0] * self.split_ratio)
-
-    @property
-    def k_table(self) -> dict[str, tuple[int, ...]]:
-        """Image tokens kept by each pruning step (per group for the two group steps).
-
-        plain layer 3: int(N*r1); transition: int(N*r2) per group (whole-body: minus the group's dense tokens);
-        group layer 3: int(N*r3) likewise.
-        """
-        n = self.num_patches
-        dense = DENSE_PER_GROUP if self.wholebody else (0, 0, 0)
-        plain = int(n * self.keep_rates[1])
-        return {
-            "plain": (plain,),
-            "transition": tuple(int(n * self.keep_rates[2]) - d for d in dense),
-            "group": tuple(int(n * self.keep_rates[3]) - d for d in dense),
-        }
-
-
-def _cfg(name: str, size: str, wholebody: bool, desc: str) -> GTPTConfig:
-    backbone, channels, dim = {"t": ("lite", 128, 128), "s": ("lite", 256, 192), "b": ("unet", 256, 192)}[size]
-    rates = (1.0, 0.7, 0.5, 0.3) if wholebody else (1.0, 0.7, 0.3, 0.1)
-    return GTPTConfig(name, wholebody, backbone, channels, dim, rates, description=desc)
-
-
-VARIANTS: dict[str, GTPTConfig] = {
-    c.name: c for c in (
-        _cfg("gtpt_t_coco", "t", False, "GTPT-T, COCO 17 keypoints"),
-        _cfg("gtpt_s_coco", "s", False, "GTPT-S, COCO 17 keypoints"),
-        _cfg("gtpt_b_coco", "b", False, "GTPT-B, COCO 17 keypoints"),
-        _cfg("gtpt_t_wholebody", "t", True, "GTPT-T, COCO-WholeBody 133 keypoints"),
-        _cfg("gtpt_s_wholebody", "s", True, "GTPT-S, COCO-WholeBody 133 keypoints"),
-        _cfg("gtpt_b_wholebody", "b", True, "GTPT-B, COCO-WholeBody 133 keypoints"),
-    )
-}
 
 
 class Transformer(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 from torch import Tensor, nn
 

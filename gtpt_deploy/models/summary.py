@@ -1,14 +1,16 @@
-"""Parameter and MAC counts of the variants (``gtpt-deploy models``)."""
+"""Parameter and MAC counts of the variants: the counter that produced (and in tests re-checks) the numbers stored
+in :data:`.variants.COUNTS`; ``gtpt-deploy models`` itself prints the stored numbers and never imports this."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .gtpt import GTPT, VARIANTS, GTPTConfig
+from .gtpt import GTPT
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -40,19 +42,3 @@ def count_macs(model: GTPT) -> int:
         model(x)
     return counter.get_total_flops() // 2
 
-
-def summarize(cfg: GTPTConfig) -> dict[str, Any]:
-    model = GTPT(cfg).eval()
-    return {
-        "name": cfg.name,
-        "keypoints": cfg.num_keypoints,
-        "input_size": list(cfg.image_size),
-        "params_m": round(count_params(model) / 1e6, 3),
-        "gmacs": round(count_macs(model) / 1e9, 3),
-        "k_table": {k: list(v) for k, v in cfg.k_table.items()},
-        "description": cfg.description,
-    }
-
-
-def model_table() -> list[dict[str, Any]]:
-    return [summarize(cfg) for cfg in VARIANTS.values()]

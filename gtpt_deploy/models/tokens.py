@@ -12,6 +12,7 @@ import contextlib
 from typing import Iterator
 
 import numpy as np
+from . import _torch  # noqa: F401  (first: names the [export] extra when torch is missing)
 import torch
 
 from . import gtpt

@@ -32,7 +32,8 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise MissingDependencyError("onnxruntime", "gpu", "Running ONNX models") from None
+        # a base dependency (the [gpu] extra would add onnxruntime-gpu, which clashes with it: _gpu_install_hint)
+        raise MissingDependencyError("onnxruntime", None, "Running ONNX models") from None
     return onnxruntime
 
 

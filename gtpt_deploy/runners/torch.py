@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -12,14 +13,35 @@ from ..threads import apply_thread_policy
 from .base import Runner, parse_device
 
 
+@contextlib.contextmanager
+def exact_fp32(torch: Any, device: str) -> Iterator[None]:
+    """TF32 off for the calls inside (CUDA devices only), the previous switches restored after.
+
+    TF32 keeps 10 mantissa bits in convolutions (cuDNN allows it by default) and, when a user turns it on, in matmuls;
+    the torch runner is the FP32 reference, so its own calls must not use it. The switches are process-wide, so
+    they are set around each call instead of once for the whole process (which changed every later torch caller's
+    numbers, including code that has nothing to do with this runner).
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 class TorchRunner(Runner):
     """Eager PyTorch inference of the EMA branch; any batch size (dynamic).
 
     Args:
         checkpoint: a ``.pth`` file readable by ``gtpt_deploy.models.read_checkpoint``, or a GTPT
             ``torch.nn.Module`` in memory (moved to ``device``; ``meta`` describes it, default from ``model.cfg``).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. TF32 is switched off on CUDA so that FP32 numbers are
-            comparable with the other backends (validate reports differences that must come from the backend).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. TF32 is off on CUDA during the runner's own calls so that
+            FP32 numbers are comparable with the other backends (validate reports differences that must come from
+            the backend); the process's settings are restored after each call (:func:`exact_fp32`).
         threads: CPU threads for torch while the runner is active (``torch.set_num_threads`` is process-wide; the
             previous value is restored on exit); None leaves torch's default.
     """
@@ -58,9 +80,6 @@ class TorchRunner(Runner):
         self._saved_threads = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(int(self.threads))
-        if torch.device(self.device).type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
         self._model = model
         self._torch = torch
         versions = {"torch": torch.__version__}
@@ -69,7 +88,7 @@ class TorchRunner(Runner):
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        with self._grad_off():
+        with self._grad_off(), exact_fp32(torch, self.device):
             x = torch.from_numpy(batch).to(self.device)
             sx, sy = self._model(x)  # type: ignore[misc]
         return sx.float().cpu().numpy(), sy.float().cpu().numpy()

@@ -5,16 +5,15 @@ what the plan was built with (TensorRT version, GPU compute capability). Plans o
 that built them and are tuned for one GPU architecture, so both are compared *before* deserializing and a mismatch
 is refused with one line that says which and gives the ``gtpt-deploy build`` command that rebuilds it.
 
-Device memory goes through :mod:`.cuda_mem` (cuda-python, no torch, no pycuda): buffers for the profile's largest
-batch are allocated once per activation, addresses are bound once, and each call is
+Device memory goes through :mod:`gtpt_deploy.tensorrt.cuda_mem` (cuda-python, no torch, no pycuda): buffers for the
+profile's largest batch are allocated once per activation, addresses are bound once, and each call is
 ``set_input_shape`` (dynamic profiles) -> copy in -> ``execute_async_v3`` -> copy out -> synchronize, all on one stream.
-This module and ``engines/`` are the only ones that touch ``tensorrt`` (through :mod:`.trt_api`).
+This module and ``engines/`` are the only ones that touch ``tensorrt`` (through :mod:`gtpt_deploy.tensorrt.api`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,32 +23,14 @@ import numpy as np
 from ..artifacts import engine_sidecar_path
 from ..errors import ArtifactError, GtptError, RunnerInputError
 from ..metadata import ModelMeta
-from . import cuda_mem
+from ..tensorrt import cuda_mem
+from ..tensorrt.api import load_tensorrt
+from ..tensorrt.sidecar import read_engine_sidecar
 from .base import Runner, parse_device
-from .trt_api import load_tensorrt
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("simcc_x", "simcc_y")
-
-
-def read_engine_sidecar(engine: Path) -> dict[str, Any]:
-    """The JSON sidecar of ``engine`` as a dict; ArtifactError (one line) when missing or unreadable."""
-    side = engine_sidecar_path(engine)
-    if not side.is_file():
-        raise ArtifactError(f"{engine.name} has no sidecar {side.name} beside it (it holds the model metadata and "
-                            f"what the engine was built with); build engines with 'gtpt-deploy build MODEL.onnx' "
-                            f"and keep the two files together")
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{side} is not a readable JSON sidecar ({type(e).__name__}); rebuild the engine with "
-                            f"'gtpt-deploy build'") from None
-    missing = [k for k in ("tensorrt_version", "gpu", "model", "profile", "engine_sha256") if k not in data]
-    if missing:
-        raise ArtifactError(f"{side} is not a gtpt-deploy engine sidecar (missing {', '.join(missing)}); rebuild "
-                            f"the engine with 'gtpt-deploy build'")
-    return data
 
 
 def _gpu_index(device: str) -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..models import variants
+
 PIXEL_STD = 200.0
 PADDING = 1.25
-MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN_RGB = np.array(variants.MEAN_RGB, dtype=np.float32)   # the models' normalization (one source: models.variants)
+STD_RGB = np.array(variants.STD_RGB, dtype=np.float32)
 
 
 def box_to_center_scale(box_xywh: np.ndarray, input_size: tuple[int, int] = (256, 192),

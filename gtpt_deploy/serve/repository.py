@@ -9,9 +9,9 @@
 * ``pipeline=True`` adds ``gtpt_pipeline`` (:mod:`.pipeline_model`): image bytes in, persons out.
 
 Everything comes from the artifact's own metadata (:func:`~gtpt_deploy.metadata.read_onnx_meta`, the engine
-sidecar, read by :func:`~gtpt_deploy.runners.trt.read_engine_sidecar` like the runner does). The repository is built
-in a temporary folder beside ``repo`` and put in place only when complete (:mod:`.commit`): nothing half-written on
-failure, and ``force`` replaces only what an earlier write's manifest lists. No torch import.
+sidecar, read by :func:`~gtpt_deploy.tensorrt.sidecar.read_engine_sidecar` like the runner does). The repository is
+built in a temporary folder beside ``repo`` and put in place only when complete (:mod:`.commit`): nothing
+half-written on failure, and ``force`` replaces only what an earlier write's manifest lists. No torch import.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from ..errors import ArtifactError, GtptError
 from ..metadata import ModelMeta, read_onnx_meta
-from ..runners.trt import read_engine_sidecar
+from ..tensorrt.sidecar import read_engine_sidecar
 from . import config as cfg
 from .commit import MANIFEST, check_target, commit_repository
 
@@ -121,7 +121,7 @@ def profile_batches(profile: Any) -> tuple[int, int] | None:
 
 
 def plan_engine(path: Path, max_batch: int | None) -> _Plan:
-    """A TensorRT engine -> its plan, from its sidecar (the one reader, :func:`runners.trt.read_engine_sidecar`).
+    """A TensorRT engine -> its plan, from its sidecar (the one reader, :func:`tensorrt.sidecar.read_engine_sidecar`).
 
     The profile decides the batching: a dynamic profile from batch 1 gets dynamic batching up to ``max_batch``
     (default: the profile's max); a static batch-1 profile gets ``max_batch_size: 0`` with the batch in the dims;

@@ -17,7 +17,7 @@ def install(monkeypatch: Any, flavour: str, devices: list[tuple[str, tuple[int, 
     ``reset``: start a fresh fake CUDA (``devices``, default one "Fake L4" of compute capability 8.9). Switching
     flavour inside a test (version mismatch) keeps the files on disk but imports the other ``tensorrt``.
     """
-    from gtpt_deploy.runners import cuda_mem
+    from gtpt_deploy.tensorrt import cuda_mem
 
     from . import impl
 

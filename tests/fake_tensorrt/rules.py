@@ -11,13 +11,13 @@ from .state import STATE
 
 
 class FakeDeviceMemory:
-    """``gtpt_deploy.runners.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
+    """``gtpt_deploy.tensorrt.cuda_mem.DeviceMemory`` on host buffers keyed by integer "device pointers"."""
 
     def device_count(self) -> int:
         return len(STATE["devices"])
 
     def device_info(self, index: int) -> Any:
-        from gtpt_deploy.runners.cuda_mem import GpuInfo
+        from gtpt_deploy.tensorrt.cuda_mem import GpuInfo
 
         name, cc = STATE["devices"][index]
         return GpuInfo(index, name, cc)
