@@ -127,3 +127,13 @@ def test_one_frame_builder_for_images_streams_and_arrays(tmp_path):
     assert got[1].error == "bad.jpg: cannot decode it" and got[2].error == "refused.jpg: no boxes for it"
     assert [got[0].image_id, got[3].image_id] == [100, 107] and stamps == {100: None, 107: 0.25}
     assert json.dumps(got[3].boxes.xywh.tolist()) == "[[1.0, 2.0, 3.0, 4.0]]"
+
+
+def test_python_predict_with_boxes_per_input_and_an_unreadable_input(fake_b1, tmp_path):
+    image = PEOPLE / "zidane.jpg"
+    out = gd.predict(fake_b1, [image, np.zeros((40, 30, 3), np.uint8)],
+                     boxes=[np.array([[10, 10, 50, 80], [60, 10, 40, 90]]), np.array([[0, 0, 30, 40]])])
+    assert [o.name for o in out] == ["zidane.jpg", "array1"] and [len(o.poses) for o in out] == [2, 1]
+    assert out[0].poses[1].box.tolist() == [60, 10, 40, 90]
+    with pytest.raises(InputImageError, match="missing.jpg"):
+        gd.predict(fake_b1, [tmp_path / "missing.jpg", image], boxes=[np.zeros((1, 4)), np.zeros((1, 4))])

@@ -88,6 +88,9 @@ def _source_frames(items: list[ImageLike], rgb: bool, one_each: bool) -> Iterato
             decoded = [SourceFrame(f"array{i}", 0, None, _as_bgr(item, rgb, f"array {i}"), Path(f"array{i}"))]
         else:
             decoded = [f for src in open_sources([item]) for f in src]
+            bad = next((f for f in decoded if f.image is None), None)
+            if bad is not None:   # an unreadable input raises here, before any boxes are handed out for it
+                raise InputImageError(bad.error or f"{item}: cannot read it")
         if one_each and len(decoded) != 1:
             raise GtptError(f"boxes were given per input, but input {i} holds {len(decoded)} images; pass one image "
                             f"per input with boxes")
