@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ from .core import WHOLE_IMAGE_NOTE, ann_image_ids, assign_image_ids, coco_record
 from .options import BoxSpec, OutputSpec, RunnerSpec
 from .outputs import (StreamOutput, check_folder, display_available, finish_folder, image_output_name,
                       unique_name)
-from .predictor import ImageFailure, ImagePoses, Predictor, build_frames
+from .predictor import Frame, ImageFailure, ImagePoses, Predictor, build_frames
 from .sources import CameraSource, ImageSource, Source, open_sources
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class _Plan:
 
 def _plan(artifact: str | Path, inputs: list[str | Path], out_dir: str | Path | None, boxes: BoxSpec,
           output: OutputSpec) -> _Plan:
+    """Open the inputs, give every output its name and check them all (one-line errors) before any model loads."""
     from ..artifacts import next_run_dir
 
     sources = open_sources(inputs)
@@ -323,6 +324,7 @@ class _Run:
                                               so.results_path, so.video_path if so.draw else None))
 
 
-def _stream_frames(src: Source, boxes: BoxSource, timestamps: dict[int, float | None]) -> Iterable[Any]:
+def _stream_frames(src: Source, boxes: BoxSource,
+                   timestamps: dict[int, float | None]) -> Iterator[Frame | ImageFailure]:
     """A video's or camera's frames -> predictor frames (id: the frame index), recording each timestamp."""
     return build_frames(src, boxes, timestamps=timestamps)
