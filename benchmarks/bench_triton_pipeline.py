@@ -74,10 +74,13 @@ def _px_diff(url: str, onnx: Path, detector: Path, folder: Path) -> tuple[float,
     import tritonclient.http as th
 
     from gtpt_deploy.runtime.images import expand_inputs
-    from gtpt_deploy.runtime.run import assign_image_ids, run_inputs
+    from gtpt_deploy.runtime.core import assign_image_ids
+    from gtpt_deploy.runtime.options import BoxSpec, OutputSpec
+    from gtpt_deploy.runtime.run import run_inputs
 
     with tempfile.TemporaryDirectory() as out:
-        summary = run_inputs(onnx, [folder], Path(out), detector=detector, draw=False)
+        summary = run_inputs(onnx, [folder], Path(out), boxes=BoxSpec(detector=detector),
+                             output=OutputSpec(draw=False))
         expected = json.loads(summary.results_path.read_text())
     from gtpt_deploy.coco import to_coco_results
     from gtpt_deploy.runtime.transforms import box_to_center_scale

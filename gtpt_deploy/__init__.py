@@ -26,6 +26,8 @@ _API = {
     "create_runner": ".runners",
     "bench": ".eval.bench",
     "bench_pipeline": ".eval.pipeline_bench",
+    "RunnerSpec": ".runtime.options",      # typed options of bench_pipeline / run_inputs (the CLI builds the same)
+    "BoxSpec": ".runtime.options",
     "predict": ".runtime.predict",
     "Pose": ".runtime.predict",
     "ImagePrediction": ".runtime.predict",

@@ -83,6 +83,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
     ``say`` receives a line per stage (the CLI passes ``click.echo``).
     """
     from .engines.chain import CalibSpec, ExportSpec, export_chain
+    from .runtime.options import BoxSpec, OutputSpec, RunnerSpec
     from .runtime.run import run_inputs
     from .eval.validate import validate
 
@@ -114,8 +115,8 @@ def run_demo(out_dir: str | os.PathLike[str] = "runs/demo", checkpoint: str | os
 
     say(f"[2/3] run {int8.output.name} on {images} "
         + (f"with detector {det}" if det else "(no detector found: one box per image; pass --detector)"))
-    summary = run_inputs(int8.output, [images], out / "run", detector=det, force=True, progress=True,
-                         threads=threads)
+    summary = run_inputs(int8.output, [images], out / "run", RunnerSpec(threads=threads), BoxSpec(detector=det),
+                         OutputSpec(force=True), progress=True)
     say("\n".join(summary.format_lines(out / "run")))
 
     say(f"[3/3] validate FP32 / FP16 / INT8 ONNX vs PyTorch on {ann.name} (GT boxes, flip test)")

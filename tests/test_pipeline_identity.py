@@ -14,7 +14,9 @@ from gtpt_deploy.runners import create_runner
 from gtpt_deploy.runtime.detect import PersonDetector
 from gtpt_deploy.runtime.images import expand_inputs
 from gtpt_deploy.runtime.predictor import ImagePoses, Predictor, read_frames
-from gtpt_deploy.runtime.run import assign_image_ids, run_inputs, stack_poses
+from gtpt_deploy.runtime.core import assign_image_ids, stack_poses
+from gtpt_deploy.runtime.options import BoxSpec, OutputSpec, RunnerSpec
+from gtpt_deploy.runtime.run import run_inputs
 from gtpt_fixtures import DETECTOR, export_test_onnx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +60,8 @@ def _one_crop_at_a_time(artifact: Path, paths: list[Path]) -> list[dict]:
 def test_run_results_equal_one_crop_at_a_time(which, sample_dyn, seed0_t_onnx_b1, tmp_path):
     artifact = sample_dyn if which == "dynamic" else seed0_t_onnx_b1
     paths = expand_inputs([DEMO_IMAGES])
-    summary = run_inputs(artifact, [DEMO_IMAGES], tmp_path / "run", detector=DETECTOR, draw=False, threads=1)
+    summary = run_inputs(artifact, [DEMO_IMAGES], tmp_path / "run", RunnerSpec(threads=1),
+                         BoxSpec(detector=DETECTOR), OutputSpec(draw=False))
     assert summary.persons >= 8 and summary.ok
     expected = json.dumps(_one_crop_at_a_time(artifact, paths), indent=2) + "\n"
     assert (tmp_path / "run" / "results.json").read_text() == expected

@@ -4,6 +4,7 @@ the official flip test end to end, every box source, the RTMDet person detector,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,7 @@ from gtpt_deploy.runtime.draw import draw_poses
 from gtpt_deploy.errors import AnnotationError, GtptError, InputImageError
 from gtpt_deploy.keypoints import COCO
 from gtpt_deploy.runtime.images import expand_inputs, load_image
+from gtpt_deploy.runtime.batching import batched_calls, pad_batch
 from gtpt_deploy.runtime.predictor import ImageFailure, ImagePoses, Predictor
 from gtpt_deploy.runners import create_runner
 from gtpt_deploy.runtime.transforms import crop_and_normalize
@@ -127,9 +129,29 @@ def test_batching_and_padding_do_not_change_results(fake_dyn, fake_b4, odd_image
     assert isinstance(ref[2], ImageFailure) and "no such file" in ref[2].error
 
 
-def test_static_batch_conflict_is_refused(fake_b4):
-    with create_runner(fake_b4) as r, pytest.raises(GtptError, match="static batch of 4"):
-        Predictor(r, batch=2)
+def test_static_batch_is_used_as_exported_and_another_batch_is_ignored_with_one_warning(fake_b4, caplog):
+    """issue 19: `run x_b1.onnx --batch 8` was refused although run's help says a static batch is used as exported."""
+    with create_runner(fake_b4) as r, caplog.at_level(logging.WARNING):
+        p = Predictor(r, batch=2)
+        assert p.batch == 4 and p.static == 4
+    warned = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert warned == ["--batch 2 ignored: fake_b4.onnx has a static batch of 4, used as exported"]
+    with create_runner(fake_b4) as r, pytest.raises(GtptError, match="at least 1"):
+        Predictor(r, batch=0)
+
+
+def test_pad_batch_and_batched_calls():
+    rows = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
+    assert np.array_equal(pad_batch(rows, 5), np.concatenate((rows, np.zeros((2, 2), np.float32))))
+    # fill rows come cyclically from the first one (calibration: repeated crops keep min/max, zeros would not)
+    fill = np.array([[7, 7], [8, 8]], np.float32)
+    assert np.array_equal(pad_batch(rows, 6, fill=fill)[3:], [[7, 7], [8, 8], [7, 7]])
+    assert pad_batch(rows, 3) is rows
+    with pytest.raises(ValueError, match="at most 2 rows"):
+        pad_batch(rows, 2)
+    calls = list(batched_calls(np.ones((5, 2), np.float32), 2, static=True))
+    assert [(len(c), m) for c, m in calls] == [(2, 2), (2, 2), (2, 1)] and not calls[-1][0][1:].any()
+    assert [len(c) for c, _ in batched_calls(np.ones((5, 2), np.float32), 2, static=False)] == [2, 2, 1]
 
 
 def test_flip_test_runs_the_flipped_batch(fake_dyn):

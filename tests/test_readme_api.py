@@ -39,6 +39,7 @@ def test_readme_python_api_snippet_runs(shared, sample_onnx, tmp_path):
 def test_public_api_names_resolve():
     import gtpt_deploy as gd
 
-    for name in ("predict", "evaluate", "validate", "export_onnx", "create_runner", "Pose", "ImagePrediction"):
+    for name in ("predict", "evaluate", "validate", "export_onnx", "create_runner", "Pose", "ImagePrediction",
+                 "RunnerSpec", "BoxSpec"):
         assert callable(getattr(gd, name)), name
     assert "build_engine" in dir(gd)      # gtpt_deploy.engines.build (the TensorRT stage) defines it

@@ -141,10 +141,13 @@ def test_bench_concurrency_through_triton(served):
 def test_pipeline_returns_the_keypoints_of_run(served, sample_dyn_onnx, detector, tmp_path):
     from gtpt_deploy.coco import to_coco_results
     from gtpt_deploy.runtime.images import expand_inputs
-    from gtpt_deploy.runtime.run import assign_image_ids, run_inputs
+    from gtpt_deploy.runtime.core import assign_image_ids
+    from gtpt_deploy.runtime.options import BoxSpec, OutputSpec
+    from gtpt_deploy.runtime.run import run_inputs
     from gtpt_deploy.runtime.transforms import box_to_center_scale
 
-    summary = run_inputs(sample_dyn_onnx, [DEMO / "images"], tmp_path, detector=detector, draw=False)
+    summary = run_inputs(sample_dyn_onnx, [DEMO / "images"], tmp_path, boxes=BoxSpec(detector=detector),
+                         output=OutputSpec(draw=False))
     expected = json.loads(summary.results_path.read_text())
     paths = expand_inputs([DEMO / "images"])
     ids = assign_image_ids(paths)

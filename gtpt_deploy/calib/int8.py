@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..runtime.batching import pad_batch
 from ..scratch import scratch_dir
 from ..errors import GtptError
 from ..export import regions
@@ -102,10 +103,7 @@ class _Reader:
         # Every batch full (wrapping around to the first crops): a static batch needs it, and ORT's histogram
         # calibrators (entropy, percentile) stack the batches, so their shapes must agree. Repeated crops do not
         # change min/max; zeros would.
-        if len(chunk) < self.batch and len(self.crops) >= self.batch:
-            chunk = np.concatenate((chunk, self.crops[: self.batch - len(chunk)]))
-        elif len(chunk) < self.batch:
-            chunk = np.resize(chunk, (self.batch, *chunk.shape[1:]))
+        chunk = pad_batch(chunk, self.batch, fill=self.crops)
         return {self.input_name: np.ascontiguousarray(chunk, np.float32)}
 
     def rewind(self) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import GtptError
-from .main import ARTIFACT, echo_json, main, show_progress
+from ..runtime.options import BoxSpec, RunnerSweep
+from .main import ARTIFACT, F, box_options, bundle, echo_json, main, show_progress
 
 
 def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -20,36 +21,46 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
     return out
 
 
+def bench_runner_options(f: F) -> F:
+    """--batch (a list) / --threads / --device and --provider (once, or once per artifact) / --no-flip as ONE
+    argument ``runners: RunnerSweep`` of the command function; pipeline mode takes ``runners.first()``."""
+    def build(batches: list[int], devices: tuple[str, ...], providers: tuple[str, ...], threads: int | None,
+              no_flip: bool) -> RunnerSweep:
+        return RunnerSweep(tuple(batches), tuple(devices), tuple(providers), threads, not no_flip)
+
+    f = bundle("runners", build, ("batches", "devices", "providers", "threads", "no_flip"))(f)
+    f = click.option("--no-flip", is_flag=True, help="Pipeline mode: without the flip test.")(f)
+    f = click.option("--provider", "providers", multiple=True,
+                     help="How .onnx files run: cpu / cuda / tensorrt (ONNX Runtime) or openvino[:f32|:bf16], once "
+                          "for all or once per artifact.")(f)
+    f = click.option("--device", "devices", multiple=True,
+                     help="cpu / cuda[:N] once for all artifacts, or once per artifact in order.")(f)
+    f = click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of every backend.")(f)
+    return click.option("--batch", "batches", default="1,8", show_default=True, callback=_batches,
+                        help="Crops per call, comma-separated (pipeline mode: the first one, for dynamic-batch "
+                             "artifacts).")(f)
+
+
 @main.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=ARTIFACT)
-@click.option("--batch", "batches", default="1,8", show_default=True, callback=_batches,
-              help="Crops per call, comma-separated (pipeline mode: the first one, for dynamic-batch artifacts).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of every backend.")
+@bench_runner_options
 @click.option("--rounds", type=click.IntRange(min=1), default=None, show_default="20; pipeline mode 3",
               help="Timed interleaved rounds (pipeline mode: full passes over the images).")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
               help="Untimed calls per artifact and batch before the rounds.")
-@click.option("--device", "devices", multiple=True,
-              help="cpu / cuda[:N] once for all artifacts, or once per artifact in order.")
-@click.option("--provider", "providers", multiple=True,
-              help="How .onnx files run: cpu / cuda / tensorrt (ONNX Runtime) or openvino[:f32|:bf16], once for "
-                   "all or once per artifact.")
 @click.option("--torch-compile", is_flag=True,
               help="Also time torch.compile (inductor, freezing) of each .pth; its compile time is the 1st call.")
 @click.option("--spin/--no-spin", default=None,
               help="Idle threads spin (library defaults) or wait passively  [default: passive, or $OMP_WAIT_POLICY]")
-@click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="COCO keypoint file whose GT persons are the crops  [default: the bundled demo]; pipeline "
-                   "mode: the annotations of --boxes gt.")
+@box_options(boxes_help="Pipeline mode: COCO detections JSON, or 'gt' with --ann (as run).",
+             ann_help="COCO keypoint file whose GT persons are the crops  [default: the bundled demo]; pipeline "
+                      "mode: the annotations of --boxes gt.")
 @click.option("--crop-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Image folder of --ann  [default: images/ beside it]")
 @click.option("--images", type=click.Path(exists=True, path_type=Path), default=None,
               help="Pipeline mode: time the whole run path on these images (folder or file); images that fail "
-                   "are counted and left out of the rates, and none processed is an error.")
-@click.option("--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Pipeline mode: person detector ONNX (as run).")
-@click.option("--boxes", default=None, help="Pipeline mode: COCO detections JSON, or 'gt' with --ann (as run).")
-@click.option("--no-flip", is_flag=True, help="Pipeline mode: without the flip test.")
+                   "are counted and left out of the rates, and none processed is an error. The person boxes come "
+                   "from --detector (with --box-thr, --detector-device, --detector-threads) or --boxes, as run.")
 @click.option("--concurrency", default=None, metavar="1,4,16",
               help="Client-side mode for one artifact (e.g. triton://HOST:PORT/NAME): crops/s, p50/p90 per number "
                    "of concurrent clients, 1 to 64 (48 requests of --batch crops per level, at least 2 per client; "
@@ -58,10 +69,9 @@ def _batches(_ctx: click.Context, _param: click.Parameter, value: str) -> list[i
               help="Which file to ship on this CPU: each .onnx with ONNX Runtime and OpenVINO (f32; bf16 where the "
                    "CPU has it), with AP deltas and budgets when --ann is given; ends with the fastest within budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | None, rounds: int | None, warmup: int,
-              devices: tuple[str, ...], providers: tuple[str, ...], torch_compile: bool, spin: bool | None,
-              ann: Path | None, crop_images: Path | None, images: Path | None, detector: Path | None,
-              boxes: str | None, no_flip: bool, concurrency: str | None, ship: bool, as_json: bool) -> None:
+def bench_cmd(artifacts: tuple[Path, ...], runners: RunnerSweep, rounds: int | None, warmup: int,
+              torch_compile: bool, spin: bool | None, boxes: BoxSpec, crop_images: Path | None,
+              images: Path | None, concurrency: str | None, ship: bool, as_json: bool) -> None:
     """Latency and throughput of ARTIFACTS (.pth, .onnx, .engine) side by side on the same person crops.
 
     \b
@@ -81,6 +91,7 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
     """
     from ..runners.base import check_batch_size
 
+    batches, threads, ann = list(runners.batches), runners.threads, boxes.ann
     for b in batches:                            # every mode, before any artifact is opened
         check_batch_size(b)
     say = (lambda line: click.echo(line, err=True)) if show_progress() else (lambda _line: None)   # -q: none
@@ -104,17 +115,17 @@ def bench_cmd(artifacts: tuple[Path, ...], batches: list[int], threads: int | No
                             f"per artifact")
         from ..eval.pipeline_bench import bench_pipeline
 
-        report = bench_pipeline(artifacts[0], images, detector=detector, boxes=boxes, ann=ann, rounds=rounds or 3,
-                                threads=threads, batch=batches[0] if len(batches) == 1 else None,
-                                flip=not no_flip, device=devices[0] if devices else None,
-                                provider=providers[0] if providers else None, spin=spin, progress=say)
+        report = bench_pipeline(artifacts[0], images, runners.first(), boxes, rounds=rounds or 3, spin=spin,
+                                progress=say)
     else:
-        if detector is not None or boxes is not None or no_flip:
-            raise GtptError("--detector, --boxes and --no-flip belong to pipeline mode; add --images DIR")
+        if boxes != BoxSpec(ann=boxes.ann) or not runners.flip:   # --ann alone names the crops' annotations
+            raise GtptError("--detector, --boxes, --box-thr, --detector-device, --detector-threads and --no-flip "
+                            "belong to pipeline mode; add --images DIR")
         from ..eval.bench import bench
 
         report = bench(artifacts, batches=batches, threads=threads, rounds=rounds or 20, warmup=warmup,
-                       device=list(devices) or None, provider=list(providers) or None, torch_compile=torch_compile,
+                       device=list(runners.devices) or None, provider=list(runners.providers) or None,
+                       torch_compile=torch_compile,
                        spin=spin, ann=ann, images=crop_images, progress=say, ship=ship)
     if as_json:
         echo_json(report.to_dict())

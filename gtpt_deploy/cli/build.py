@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .main import echo_json, main
+from ..runtime.options import CalibSpec
+from .main import calib_options, echo_json, main
 
 
 def _parse_dynamic(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int, int] | None:
@@ -36,19 +37,13 @@ def _parse_dynamic(ctx: click.Context, param: click.Parameter, value: str | None
               show_default="engines/<variant>_b<N>_<precision>.engine", help="Engine file (.engine or .plan).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
               help="Checkpoint input only: export, convert / calibrate, then build. An ONNX keeps its own precision.")
-@click.option("--calib-ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="--precision int8: COCO keypoint annotations whose person boxes are the calibration crops.")
-@click.option("--calib-num", type=click.IntRange(min=1), default=None, show_default="all usable person boxes",
-              help="--precision int8: how many calibration crops (seeded selection).")
-@click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="--precision int8: the annotation file's image folder.")
+@calib_options("--precision int8: ")
 @click.option("--force", is_flag=True,
               help="Overwrite an existing engine / sidecar (and remake the intermediate ONNX files under export/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the sidecar as one JSON object on stdout.")
 def build_cmd(model: Path, batch: int | None, dynamic_batch: tuple[int, int, int] | None, workspace_gib: float,
               timing_cache: Path | None, opt_level: int, gpu: int, output: Path | None, precision: str | None,
-              calib_ann: Path | None, calib_num: int | None, calib_images: Path | None, force: bool,
-              as_json: bool) -> None:
+              calib: CalibSpec, force: bool, as_json: bool) -> None:
     """Build a TensorRT engine from MODEL (.onnx, or a .pth checkpoint with --precision).
 
     \b
@@ -71,11 +66,10 @@ def build_cmd(model: Path, batch: int | None, dynamic_batch: tuple[int, int, int
     if model.suffix.lower() in (".pth", ".pt"):
         from ..engines import build_from_checkpoint
 
-        result = build_from_checkpoint(model, precision or "fp32", calib_ann=calib_ann, calib_images=calib_images,
-                                       calib_num=calib_num,
-                                       batch=batch, **options)
+        result = build_from_checkpoint(model, precision or "fp32", calib_ann=calib.ann, calib_images=calib.images,
+                                       calib_num=calib.num, batch=batch, **options)
     elif model.suffix.lower() == ".onnx":
-        if precision is not None or calib_ann is not None or calib_images is not None:
+        if precision is not None or calib.ann is not None or calib.images is not None:
             raise GtptError(f"{model.name} is an ONNX file: its precision is the file's own; --precision / "
                             f"--calib-* apply to checkpoints (or make the FP16 / INT8 ONNX first)")
         from ..engines import build_engine

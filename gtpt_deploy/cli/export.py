@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .main import echo_json, main
+from ..runtime.options import CalibSpec
+from .main import calib_options, echo_json, main
 
 
 @main.command("export")
@@ -23,17 +24,12 @@ from .main import echo_json, main
               help="Person crops for the parity check: COCO keypoint JSON (GT boxes), image folder or image.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
               help="Also write the FP16 (<name>_fp16.onnx) or INT8 (<name>_int8.onnx) form of the export.")
-@click.option("--calib-ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="int8: COCO keypoint file whose GT person boxes are the calibration crops.")
-@click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="int8: folder with the images of --calib-ann.")
-@click.option("--calib-num", type=click.IntRange(min=1), default=None,
-              show_default="every usable person left for calibration, at most 512", help="int8: calibration crops.")
+@calib_options("int8: ")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as one JSON object on stdout.")
 def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: int | None, dynamic_batch: bool,
-               opset: int, no_simplify: bool, samples: Path | None, precision: str, calib_ann: Path | None,
-               calib_images: Path | None, calib_num: int | None, force: bool, as_json: bool) -> None:
+               opset: int, no_simplify: bool, samples: Path | None, precision: str, calib: CalibSpec, force: bool,
+               as_json: bool) -> None:
     """Export a checkpoint to a simplified, self-describing ONNX with static top-k, verified against PyTorch.
 
     \b
@@ -48,18 +44,19 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --precision int8 --calib-ann train.json --calib-images train/
       gtpt-deploy export --checkpoint models/gtpt_t_coco.pth --json | jq .max_abs_diff
     """
-    from ..engines.chain import CalibSpec, ExportSpec, export_chain, reduced
+    from ..engines.chain import CalibSpec as Int8Stage
+    from ..engines.chain import ExportSpec, export_chain, reduced
     from ..errors import GtptError
 
-    calib = None
+    stage = None
     if precision == "int8":
-        if calib_ann is None or calib_images is None:
+        if calib.ann is None or calib.images is None:
             raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images "
                             "DIR")
-        calib = CalibSpec(calib_ann, calib_images, calib_num)
+        stage = Int8Stage(calib.ann, calib.images, calib.num)
     spec = ExportSpec(model=model, output=output, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                       simplify=not no_simplify, samples=samples)
-    chain = export_chain(checkpoint, reduced(precision), spec, calib, force=force,
+    chain = export_chain(checkpoint, reduced(precision), spec, stage, force=force,
                          report=lambda line: click.echo(line, err=True))
     result, reduced = chain.export, chain.reduced.get(precision)
     if as_json:

@@ -5,6 +5,7 @@ User errors (:class:`GtptError`) print one line and exit non-zero without a trac
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -95,6 +96,90 @@ def where_options(what: str = "the pose artifacts") -> Callable[[F], F]:
         return click.option("--device", default=None, show_default="cuda for .engine/.plan, else cpu",
                             metavar="cpu|cuda|cuda:N",
                             help=f"Where {what} run: .pth (torch), .onnx (with a GPU --provider), .engine.")(f)
+    return wrap
+
+
+def bundle(name: str, build: Callable[..., Any], keys: tuple[str, ...]) -> Callable[[F], F]:
+    """Hand the command function one ``name=build(**options)`` argument instead of the click options ``keys``
+    (those the command has; the others keep ``build``'s defaults). Apply it below the options it bundles."""
+    def wrap(f: F) -> F:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            kwargs[name] = build(**{k: kwargs.pop(k) for k in keys if k in kwargs})
+            return f(*args, **kwargs)
+        return command  # type: ignore[return-value]
+    return wrap
+
+
+def runner_options(what: str = "the pose artifact", batch_help: str | None = None,
+                   flip: bool = True) -> Callable[[F], F]:
+    """--device / --provider / --threads, --batch (when ``batch_help``) and --no-flip (when ``flip``) as ONE
+    argument ``runner: RunnerSpec`` of the command function (``runtime.options.RunnerSpec``).
+
+    To adopt it in a command (e.g. validate or calibrate): replace ``@where_options(...)`` and its own --batch /
+    --no-flip options by ``@runner_options("the artifacts", batch_help="...")``, drop the loose parameters
+    ``device, provider, threads, batch, no_flip`` and take ``runner: RunnerSpec`` instead; pass it on whole
+    (``Predictor`` users: ``runtime.core.open_predictor(artifact, runner)``).
+    """
+    def wrap(f: F) -> F:
+        from ..runtime.options import RunnerSpec
+
+        def build(no_flip: bool = False, **kw: Any) -> RunnerSpec:
+            return RunnerSpec(flip=not no_flip, **kw)
+
+        f = bundle("runner", build, ("device", "provider", "threads", "batch", "no_flip"))(f)
+        f = where_options(what)(f)
+        if batch_help is not None:
+            f = click.option("--batch", type=click.IntRange(min=1), default=None, help=batch_help)(f)
+        if flip:
+            f = click.option("--no-flip", is_flag=True,
+                             help="Skip the flip test (about 2x faster, slightly less accurate).")(f)
+        return f
+    return wrap
+
+
+def box_options(boxes_help: str | None = None, ann_help: str | None = None) -> Callable[[F], F]:
+    """The person boxes as ONE argument ``boxes: BoxSpec`` of the command function (``runtime.options.BoxSpec``):
+    --detector / --box-thr / --detector-device / --detector-threads, plus --boxes and --ann when their help is
+    given (each command says what its --ann is for).
+
+    To adopt it (e.g. validate): replace ``@detector_options`` and its --boxes / --ann options by
+    ``@box_options(boxes_help="...", ann_help="...")``, drop ``detector, box_thr, detector_device,
+    detector_threads, boxes, ann`` and take ``boxes: BoxSpec``; ``boxes.source()`` is the box source.
+    """
+    def wrap(f: F) -> F:
+        from ..runtime.options import BoxSpec
+
+        f = bundle("boxes", BoxSpec, ("boxes", "detector", "ann", "box_thr", "detector_device",
+                                      "detector_threads"))(f)
+        if ann_help is not None:
+            f = click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                             help=ann_help)(f)
+        if boxes_help is not None:
+            f = click.option("--boxes", default=None, metavar="gt|DETS.json", help=boxes_help)(f)
+        return detector_options(f)
+    return wrap
+
+
+def calib_options(when: str) -> Callable[[F], F]:
+    """--calib-ann / --calib-images / --calib-num as ONE argument ``calib: CalibSpec`` (``runtime.options``);
+    ``when`` starts each help line (e.g. "int8: "). To adopt it, drop ``calib_ann, calib_images, calib_num``."""
+    def wrap(f: F) -> F:
+        from ..runtime.options import CalibSpec
+
+        def build(calib_ann: Path | None = None, calib_images: Path | None = None,
+                  calib_num: int | None = None) -> CalibSpec:
+            return CalibSpec(calib_ann, calib_images, calib_num)
+
+        f = bundle("calib", build, ("calib_ann", "calib_images", "calib_num"))(f)
+        f = click.option("--calib-num", type=click.IntRange(min=1), default=None,
+                         show_default="every usable person left for calibration, at most 512",
+                         help=f"{when}how many calibration crops (seeded selection).")(f)
+        f = click.option("--calib-images", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                         default=None, help=f"{when}the folder with the images of --calib-ann.")(f)
+        return click.option("--calib-ann", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                            default=None,
+                            help=f"{when}COCO keypoint file whose GT person boxes are the calibration crops.")(f)
     return wrap
 
 

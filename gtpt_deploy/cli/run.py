@@ -7,25 +7,22 @@ from pathlib import Path
 
 import click
 
-from .main import ARTIFACT, detector_options, echo_json, main, show_progress, where_options
+from ..runtime.options import BoxSpec, RunnerSpec
+from .main import ARTIFACT, box_options, echo_json, main, runner_options, show_progress
 
 
 @main.command("run")
 @click.argument("artifact", type=ARTIFACT)
 @click.argument("inputs", nargs=-1, required=True)
-@detector_options
-@click.option("--boxes", default=None, metavar="gt|DETS.json",
-              help="Person boxes from a COCO detection results JSON (category 1), or 'gt' with --ann (images only).")
-@click.option("--ann", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="COCO annotation file of the inputs: image ids from its file_names (then 'evaluate ANN "
-                   "results.json' works) and the source of --boxes gt.")
+@box_options(boxes_help="Person boxes from a COCO detection results JSON (category 1), or 'gt' with --ann (images "
+                        "only).",
+             ann_help="COCO annotation file of the inputs: image ids from its file_names (then 'evaluate ANN "
+                      "results.json' works) and the source of --boxes gt.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               show_default="runs/run, runs/run2, ... (the first free one)",
               help="Folder for results and annotated images / videos.")
-@click.option("--no-flip", is_flag=True, help="Skip the flip test (about 2x faster, slightly less accurate).")
-@click.option("--batch", type=click.IntRange(min=1), default=None,
-              help="Crops per model call (dynamic-batch artifacts; a static batch is used as exported).")
-@where_options("the pose artifact")
+@runner_options("the pose artifact", batch_help="Crops per model call (dynamic-batch artifacts; a static batch is "
+                                                "used as exported and --batch is ignored, with a warning).")
 @click.option("--kpt-thr", type=float, default=None, show_default="0.03",
               help="Draw keypoints above this confidence (GTPT's SimCC confidences peak near 0.1).")
 @click.option("--no-draw", is_flag=True, help="Write results only (no annotated images or videos).")
@@ -34,11 +31,8 @@ from .main import ARTIFACT, detector_options, echo_json, main, show_progress, wh
 @click.option("--force", is_flag=True,
               help="Reuse an existing --out folder: the earlier run's files there are removed first (only those).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object on stdout (progress on stderr).")
-def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None, box_thr: float | None,
-            detector_device: str, detector_threads: int | None, boxes: str | None, ann: Path | None,
-            out_dir: Path | None, no_flip: bool, batch: int | None, device: str | None, provider: str | None,
-            threads: int | None, kpt_thr: float, no_draw: bool, show: bool | None, force: bool,
-            as_json: bool) -> None:
+def run_cmd(artifact: Path | str, inputs: tuple[str, ...], boxes: BoxSpec, out_dir: Path | None, runner: RunnerSpec,
+            kpt_thr: float | None, no_draw: bool, show: bool | None, force: bool, as_json: bool) -> None:
     """Pose with ARTIFACT (.pth, .onnx, .engine, triton://...) on INPUTS: images, folders, globs, videos or a camera.
 
     \b
@@ -58,12 +52,11 @@ def run_cmd(artifact: Path | str, inputs: tuple[str, ...], detector: Path | None
       gtpt-deploy run triton://127.0.0.1:8000/gtpt_pose photos/ --detector rtmdet_nano_person/end2end.onnx
       gtpt-deploy run export/gtpt_t_coco_bdyn.onnx photos/ --detector det.onnx --provider openvino --batch 8
     """
+    from ..runtime.options import OutputSpec
     from ..runtime.run import run_inputs
 
-    s = run_inputs(artifact, inputs, out_dir, boxes=boxes, detector=detector, flip=not no_flip, batch=batch,
-                   device=device, box_thr=box_thr, kpt_thr=kpt_thr, draw=not no_draw, force=force,
-                   progress=show_progress(), threads=threads, show=show, provider=provider, ann=ann,
-                   detector_device=detector_device, detector_threads=detector_threads)
+    s = run_inputs(artifact, inputs, out_dir, runner, boxes,
+                   OutputSpec(kpt_thr=kpt_thr, draw=not no_draw, show=show, force=force), progress=show_progress())
     for f in s.failures:
         click.echo(f"failed: {f.error}", err=True)
     if as_json:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import GtptError, InputImageError
+from ..runtime.options import BoxSpec, RunnerSpec
 from .bench import apply_policy
 from .machine import Machine, describe_machine, load_average, machine_line, report_dict
 
@@ -92,20 +93,16 @@ class PipelineReport:
                 f"pose model idle: {100 * self.pose_idle_share:.1f}%"]
 
 
-def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Path | None = None,
-                   boxes: str | Path | None = None, ann: str | Path | None = None, rounds: int = 3,
-                   threads: int | None = None, batch: int | None = None, flip: bool = True, device: str | None = None,
-                   provider: str | None = None, spin: bool | None = None, box_thr: float | None = None,
-                   prefetch: int | None = None, progress: Callable[[str], None] | None = None) -> PipelineReport:
+def bench_pipeline(artifact: str | Path, images: str | Path, runner: RunnerSpec = RunnerSpec(),
+                   boxes: BoxSpec = BoxSpec(), rounds: int = 3, spin: bool | None = None, prefetch: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> PipelineReport:
     """Time ``run``'s path on every image of ``images`` (a folder or file), ``rounds`` times after a warm-up pass
-    over the first images. Boxes: ``detector``, ``boxes`` (a detection JSON or "gt" with ``ann``) or whole images,
-    as ``run``. ``prefetch``: the predictor's read-ahead (None: its default). Other arguments as :func:`bench`."""
-    from ..coco import to_coco_results
-    from ..runners import create_runner
+    over the first images. ``runner``, ``boxes``: as ``run`` (the same typed options, so the bench times what
+    ``run`` does: the detector on ``boxes.detector_device``). ``prefetch``: the predictor's read-ahead (None: its
+    default). ``spin``, ``progress``: as :func:`bench`."""
+    from ..runtime.core import assign_image_ids, coco_records, open_boxes, open_predictor
     from ..runtime.images import expand_inputs
-    from ..runtime.person_boxes import box_source
-    from ..runtime.predictor import DEFAULT_PREFETCH, ImageFailure, ImagePoses, Predictor
-    from ..runtime.run import assign_image_ids, stack_poses
+    from ..runtime.predictor import DEFAULT_PREFETCH, ImageFailure, ImagePoses
 
     say = progress or (lambda _line: None)
     if rounds < 1:
@@ -115,29 +112,23 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
     paths = expand_inputs([images])
     if not paths:
         raise InputImageError(f"no images found in {images}; pass a folder holding .jpg / .png files")
-    # the detector on the CPU, as run's default (--detector-device)
-    source = _TimedSource(box_source(boxes=boxes, detector=detector, ann=ann, score_thr=box_thr))
+    source = _TimedSource(open_boxes(boxes))
     ids = assign_image_ids(paths)
-    options: dict[str, Any] = {"threads": threads}
-    options.update({k: v for k, v in (("device", device), ("provider", provider)) if v is not None})
     per_round: list[dict[str, float]] = []
-    with create_runner(artifact, **options) as runner:
-        predictor = Predictor(runner, flip=flip, batch=batch,
-                              prefetch=DEFAULT_PREFETCH if prefetch is None else prefetch)
-        k = runner.meta.num_keypoints
+    with open_predictor(artifact, runner, prefetch=DEFAULT_PREFETCH if prefetch is None else prefetch) as predictor:
+        k = predictor.runner.meta.num_keypoints
 
         def one_pass(subset: list[Path]) -> tuple[int, list[ImageFailure]]:
             results = list(predictor.predict(subset, source, ids))
             poses = [r for r in results if isinstance(r, ImagePoses)]
-            # run's post-processing (rescoring + OKS NMS), not written
-            to_coco_results(*stack_poses(poses, k), file_names={p.image_id: Path(p.path).name for p in poses})
+            coco_records(poses, k)  # run's post-processing (rescoring + OKS NMS), not written
             return sum(len(p.keypoints) for p in poses), [r for r in results if isinstance(r, ImageFailure)]
 
         say("warm-up pass")
         one_pass(paths[:4])
         for r in range(rounds):
             say(f"pass {r + 1}/{rounds} over {len(paths)} images")
-            runner.times.clear()
+            predictor.runner.times.clear()
             source.seconds, predictor.padded_crops = 0.0, 0
             t0 = time.perf_counter()
             persons, failed = one_pass(paths)
@@ -148,16 +139,17 @@ def bench_pipeline(artifact: str | Path, images: str | Path, detector: str | Pat
                                       f"images (.jpg / .png), not videos")
             if r == 0 and failed:
                 say(f"{len(failed)} of {len(paths)} image(s) failed and are not counted (first: {failed[0].error})")
-            pose = float(sum(runner.times))
-            per_round.append({"wall_s": wall, "pose_s": pose, "boxes_s": source.seconds, "calls": len(runner.times),
+            pose = float(sum(predictor.runner.times))
+            per_round.append({"wall_s": wall, "pose_s": pose, "boxes_s": source.seconds,
+                              "calls": len(predictor.runner.times),
                               "padded": predictor.padded_crops, "load_1min": describe_machine().load_average[0]})
-        description = runner.description
+        description = predictor.runner.description
     med = {key: statistics.median(r[key] for r in per_round) for key in ("wall_s", "pose_s", "boxes_s")}
     outside = statistics.median(max(0.0, r["wall_s"] - r["pose_s"] - r["boxes_s"]) / r["wall_s"] for r in per_round)
     idle = statistics.median((r["wall_s"] - r["pose_s"]) / r["wall_s"] for r in per_round)
     return PipelineReport(
         artifact=str(artifact), runner=description, box_source=type(source.source).__name__, images=len(paths),
-        persons=persons, failures=len(failed), processed=len(paths) - len(failed), rounds=rounds, flip=flip,
+        persons=persons, failures=len(failed), processed=len(paths) - len(failed), rounds=rounds, flip=runner.flip,
         batch=predictor.batch,
         prefetch=predictor.prefetch, wall_s=med["wall_s"], pose_s=med["pose_s"], boxes_s=med["boxes_s"],
         images_per_s=(len(paths) - len(failed)) / med["wall_s"], persons_per_s=persons / med["wall_s"],

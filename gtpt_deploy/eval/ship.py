@@ -68,7 +68,7 @@ def ap_deltas(labels: Sequence[str], artifacts: Sequence[str], providers: Sequen
     from ..coco import load_annotations, to_coco_results
     from ..runtime.boxes import CachedBoxes, GroundTruthBoxes
     from ..runtime.person_boxes import box_source
-    from ..runtime.run import stack_poses
+    from ..runtime.core import stack_poses
     from .metrics import evaluate
     from ..runners import create_runner, provider_for
     from .validate import DEFAULT_BUDGETS, DEFAULT_MAX_AP_DROP, predict_all

@@ -30,7 +30,8 @@ from ..errors import GtptError, InputImageError
 from ..coco import load_annotations, to_coco_results
 from .metrics import evaluate
 from ..runtime.predictor import ImageFailure, ImagePoses, Predictor
-from ..runtime.run import stack_poses
+from ..runtime.core import stack_poses
+from ..runtime.options import BoxSpec, RunnerSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +43,6 @@ DEFAULT_MAX_AP_DROP = 0.005  # 0-1 AP: the INT8 budget of design.md §6 (FP32 mu
 #: (issue 17's tools/train_checkpoints.sh; benchmarks/checkpoint_table.py): -0.0002, +0.0089 and -0.0046 for a
 #: sharper sigma-2 GTPT-T, over 0.003. bf16's AP drift is INT8-sized on sharp models, so its budget is INT8's.
 DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "bf16": DEFAULT_MAX_AP_DROP, "int8": DEFAULT_MAX_AP_DROP}
-
-
-# validate's typed options, field for field those of the `core` branch's runtime/options.py (RunnerSpec, BoxSpec):
-# when that lands, these two classes give way to its import
-@dataclass(frozen=True)
-class RunnerSpec:
-    """How the pose artifacts run: ``device`` (``cpu`` / ``cuda[:N]``; None: each artifact's default),
-    ``provider`` (how ``.onnx`` files run; the others ignore it), ``threads`` (CPU threads of each backend),
-    ``batch`` (crops per call of a dynamic-batch artifact; a static one runs at its own), ``flip`` (flip test)."""
-
-    device: str | None = None
-    provider: str | None = None
-    threads: int | None = None
-    batch: int | None = None
-    flip: bool = True
-
-
-@dataclass(frozen=True)
-class BoxSpec:
-    """Where the person boxes come from: ``boxes`` (``"gt"`` or a COCO detection results JSON) or ``detector``
-    (a person detector ONNX) with its ``box_thr``, ``detector_device`` and ``detector_threads``; ``ann``: the
-    annotation file of ``"gt"`` (validate passes its own)."""
-
-    boxes: str | Path | None = None
-    detector: str | Path | None = None
-    ann: str | Path | None = None
-    box_thr: float | None = None
-    detector_device: str = "cpu"
-    detector_threads: int | None = None
 
 
 def _box_source(spec: BoxSpec, gt: dict) -> CachedBoxes:

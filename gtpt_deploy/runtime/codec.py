@@ -12,6 +12,8 @@ Official GTPT protocol (spec §5 steps 8-10, ``validate_sa_simdr`` with FLIP_TES
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from ..errors import ArtifactError
@@ -124,10 +126,25 @@ def to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray,
     return out.astype(np.float32)
 
 
+@overload
+def decode_to_image(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                    flip_index: np.ndarray | None = ..., flipped_input: tuple[np.ndarray, np.ndarray] | None = ...,
+                    split_ratio: float = ..., input_size: tuple[int, int] = ...,
+                    with_bins: Literal[False] = ...) -> np.ndarray: ...
+
+
+@overload
+def decode_to_image(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                    flip_index: np.ndarray | None = ..., flipped_input: tuple[np.ndarray, np.ndarray] | None = ...,
+                    split_ratio: float = ..., input_size: tuple[int, int] = ...,
+                    with_bins: Literal[True] = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def decode_to_image(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarray, scales: np.ndarray,
                     flip_index: np.ndarray | None = None,
                     flipped_input: tuple[np.ndarray, np.ndarray] | None = None,
-                    split_ratio: float = SPLIT_RATIO, input_size: tuple[int, int] = (256, 192)) -> np.ndarray:
+                    split_ratio: float = SPLIT_RATIO, input_size: tuple[int, int] = (256, 192),
+                    with_bins: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The whole official post-processing: raw logits (and those of the flipped crop) -> (N, K, 3) x, y, conf.
 
     Args:
@@ -135,9 +152,10 @@ def decode_to_image(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarra
         centers, scales: (N, 2) each, the crops' boxes (``transforms.box_to_center_scale``).
         flip_index: (K,) left/right permutation; required with ``flipped_input``.
         flipped_input: raw logits of the horizontally flipped crops (not yet flipped back), or None (no flip test).
+        with_bins: also return the argmax bins int32 (N, K, 2) (x, y) in the crop, which runners are compared on.
 
     Returns:
-        float32 (N, K, 3): x, y in image pixels and the confidence.
+        float32 (N, K, 3): x, y in image pixels and the confidence; with ``with_bins`` (keypoints, bins).
     """
     flipped = None
     if flipped_input is not None:
@@ -147,4 +165,7 @@ def decode_to_image(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarra
         flipped = flip_back(flipped_input[0], flipped_input[1], flip_index)
     coords, conf = decode(simcc_x, simcc_y, split_ratio, flipped)
     xy = to_image(coords, centers, scales, input_size)
-    return np.concatenate((xy, conf[..., None]), axis=-1)
+    keypoints = np.concatenate((xy, conf[..., None]), axis=-1)
+    if not with_bins:
+        return keypoints
+    return keypoints, np.rint(coords * split_ratio).astype(np.int32)

@@ -10,6 +10,7 @@ No torch import (a ``.pth`` artifact imports it through its runner).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ import numpy as np
 
 from ..coco import rescore
 from ..errors import GtptError, InputImageError
-from .boxes import Boxes, BoxSource
-from .predictor import Frame, ImagePoses, Predictor
-from .sources import ImageSource, open_sources
+from .boxes import Boxes
+from .core import WHOLE_IMAGE_NOTE, open_boxes, open_predictor
+from .options import BoxSpec, RunnerSpec
+from .predictor import ImageFailure, build_frames
+from .sources import SourceFrame, open_sources
 
 log = logging.getLogger(__name__)
 
@@ -77,36 +80,42 @@ def _as_bgr(array: np.ndarray, rgb: bool, where: str) -> np.ndarray:
     return np.ascontiguousarray(a[..., ::-1] if rgb else a)
 
 
-def _frames(items: list[ImageLike], source: BoxSource, boxes: Sequence | None, rgb: bool,
-            timestamps: dict[int, tuple[str, float | None]]) -> Iterator[Frame]:
-    """Inputs -> predictor frames; file / folder / glob / video inputs expand to their images and frames."""
-    n = 0
+def _source_frames(items: list[ImageLike], rgb: bool, one_each: bool) -> Iterator[SourceFrame]:
+    """Inputs -> decoded source frames: files / folders / globs / videos expand to their images and frames, an
+    array is one frame ``array<i>``. ``one_each``: every input must hold exactly one image (boxes per input)."""
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
-            decoded = [(f"array{i}", None, _as_bgr(item, rgb, f"array {i}"))]
+            decoded = [SourceFrame(f"array{i}", 0, None, _as_bgr(item, rgb, f"array {i}"), Path(f"array{i}"))]
         else:
-            decoded = []
-            for src in open_sources([item]):
-                for f in src:
-                    if f.image is None:
-                        raise InputImageError(f.error or f"{item}: cannot read it")
-                    name = f.name if isinstance(src, ImageSource) else f"{f.name}#{f.index:06d}"
-                    decoded.append((name, f.timestamp, f.image))
-        if boxes is not None and len(decoded) != 1:
+            decoded = [f for src in open_sources([item]) for f in src]
+            bad = next((f for f in decoded if f.image is None), None)
+            if bad is not None:   # an unreadable input raises here, before any boxes are handed out for it
+                raise InputImageError(bad.error or f"{item}: cannot read it")
+        if one_each and len(decoded) != 1:
             raise GtptError(f"boxes were given per input, but input {i} holds {len(decoded)} images; pass one image "
                             f"per input with boxes")
-        for name, ts, image in decoded:
-            b = Boxes.of(boxes[i], np.ones(len(np.asarray(boxes[i]).reshape(-1, 4)))) if boxes is not None \
-                else source(Path(name), image)
-            timestamps[n] = (name, ts)
-            yield Frame(Path(name), image, b, n)
-            n += 1
+        yield from decoded
+
+
+class _GivenBoxes:
+    """Boxes passed per input, handed out in input order (the frame builder asks once per frame, in order)."""
+
+    def __init__(self, boxes: Sequence[np.ndarray]) -> None:
+        self._next = iter(boxes)
+
+    def __call__(self, path: Path, image: np.ndarray) -> Boxes:
+        b = np.asarray(next(self._next), np.float32).reshape(-1, 4)
+        return Boxes.of(b, np.ones(len(b)))
+
+    def image_id(self, path: Path) -> int | None:
+        return None
 
 
 def predict(artifact: str | os.PathLike, inputs: ImageLike | Sequence[ImageLike],
-            detector: str | os.PathLike | None = None, boxes: Sequence[np.ndarray] | None = None, box_thr: float | None = None, flip: bool = True,
-            device: str = "cpu", threads: int | None = None, batch: int | None = None,
-            rgb: bool = False, provider: str | None = None) -> list[ImagePrediction]:
+            detector: str | os.PathLike | None = None, boxes: Sequence[np.ndarray] | None = None,
+            box_thr: float | None = None, flip: bool = True, device: str = "cpu", threads: int | None = None,
+            batch: int | None = None, rgb: bool = False, provider: str | None = None,
+            detector_device: str = "cpu") -> list[ImagePrediction]:
     """Poses of every person in ``inputs`` with the pose model ``artifact`` (.onnx, .pth).
 
     Args:
@@ -117,33 +126,41 @@ def predict(artifact: str | os.PathLike, inputs: ImageLike | Sequence[ImageLike]
         boxes: per input, float (N, 4) x, y, w, h person boxes in its pixels (instead of a detector).
         box_thr: minimum detector score (default 0.3). flip: the flip test (official; about 2x the model time).
         device / threads / batch / provider: the pose runner's (see ``create_runner`` and ``Predictor``), e.g.
-            ``provider="openvino"`` for an .onnx on an Intel/AMD CPU.
+            ``provider="openvino"`` for an .onnx on an Intel/AMD CPU. A static-batch artifact keeps its batch.
+        detector_device: where the detector runs (``cpu`` unless asked, whatever the pose model's ``device``), as
+            ``run --detector-device``.
 
     Returns:
         one :class:`ImagePrediction` per image or video frame, in input order. Unreadable inputs raise
         ``InputImageError``.
     """
-    from ..keypoints import dataset_for
-    from ..runners import create_runner
-    from .person_boxes import box_source
-    from .run import WHOLE_IMAGE_NOTE
-
     items: list[ImageLike] = [inputs] if isinstance(inputs, (str, os.PathLike, np.ndarray)) else list(inputs)
     if boxes is not None and (detector is not None or len(boxes) != len(items)):
         raise GtptError(f"pass either a detector or one (N, 4) box array per input ({len(items)} inputs, "
                         f"{len(boxes)} box arrays{', and a detector' if detector is not None else ''})")
-    source = box_source(detector=detector, score_thr=box_thr, device=device)
-    if detector is None and boxes is None:
-        log.warning(WHOLE_IMAGE_NOTE.replace("--detector or --boxes", "detector or boxes"))
+    runner = RunnerSpec(device=device, provider=provider, threads=threads, batch=batch, flip=flip)
+    return predict_with(artifact, items, runner, BoxSpec(detector=detector, box_thr=box_thr,
+                                                         detector_device=detector_device), boxes, rgb)
+
+
+def predict_with(artifact: str | os.PathLike, items: list[ImageLike], runner: RunnerSpec, boxes: BoxSpec,
+                 given: Sequence[np.ndarray] | None = None, rgb: bool = False) -> list[ImagePrediction]:
+    """:func:`predict` on typed options: ``given`` boxes per input replace ``boxes``' source."""
+    from ..keypoints import dataset_for
+
+    source = _GivenBoxes(given) if given is not None else open_boxes(
+        boxes, WHOLE_IMAGE_NOTE.replace("--detector or --boxes", "detector or boxes"))
     out: list[ImagePrediction] = []
-    meta: dict[int, tuple[str, float | None]] = {}
-    with create_runner(artifact, device=device, threads=threads, provider=provider) as runner:
-        names = dataset_for(runner.meta.num_keypoints).keypoint_names
-        for r in Predictor(runner, flip=flip, batch=batch).predict_frames(_frames(items, source, boxes, rgb, meta)):
-            assert isinstance(r, ImagePoses)
-            name, ts = meta.pop(r.image_id)
+    timestamps: dict[int, float | None] = {}
+    counter = itertools.count()
+    frames = build_frames(_source_frames(items, rgb, given is not None), source, lambda f: next(counter), timestamps)
+    with open_predictor(artifact, runner) as predictor:
+        names = dataset_for(predictor.runner.meta.num_keypoints).keypoint_names
+        for r in predictor.predict_frames(frames):
+            if isinstance(r, ImageFailure):
+                raise InputImageError(r.error)
             scores = rescore(r.keypoints, r.box_scores) if len(r.keypoints) else []
             poses = [Pose(k, b, float(s), float(sc), names)
                      for k, b, s, sc in zip(r.keypoints, r.boxes, r.box_scores, scores)]
-            out.append(ImagePrediction(name, r.size, poses, ts))
+            out.append(ImagePrediction(Path(r.path).name, r.size, poses, timestamps.pop(r.image_id)))
     return out

@@ -12,18 +12,19 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
 
 import cv2
 import numpy as np
 
 from . import codec
+from .batching import infer_batched
 from .boxes import Boxes, BoxSource, WholeImageBoxes
 from ..errors import GtptError, InputImageError
 from ..keypoints import DatasetInfo, dataset_for, flip_permutation
 from ..runners.base import Runner
-from .images import load_image
 from .prefetch import prefetched
+from .sources import ImageSource, SourceFrame
 from .transforms import box_to_center_scale, crop_and_normalize
 
 log = logging.getLogger(__name__)
@@ -81,20 +82,48 @@ class Frame:
     image_id: int
 
 
-def read_frames(paths: Iterable[str | Path], source: BoxSource,
-                image_ids: dict[Path, int] | None = None) -> Iterator[Frame | ImageFailure]:
-    """Image files -> frames with their boxes from ``source``; a file that cannot be read becomes a failure."""
-    for pos, path in enumerate(map(Path, paths), 1):
+def build_frames(items: Iterable[SourceFrame], boxes: BoxSource,
+                 image_id: Callable[[SourceFrame], int] = lambda f: f.index,
+                 timestamps: dict[int, float | None] | None = None) -> Iterator[Frame | ImageFailure]:
+    """The one frame builder: decoded source frames (images, video / camera frames, arrays) -> predictor frames
+    with their person boxes, in order; an unreadable image or a box source error (InputImageError) becomes a failure.
+
+    Args:
+        items: :class:`~gtpt_deploy.runtime.sources.SourceFrame` s; one with a ``path`` is named by it, a stream
+            frame ``<name>#<index:06d>``.
+        boxes: called once per readable frame, in order, with (``path`` or ``Path(name)``, the BGR image).
+        image_id: the frame's image id (default: its index in its source).
+        timestamps: if given, receives ``image id -> timestamp`` of every frame built.
+    """
+    for f in items:
+        path = f.path if f.path is not None else Path(f"{f.name}#{f.index:06d}")
+        if f.image is None:
+            yield ImageFailure(path, f.error or f"{path}: cannot read it")
+            continue
         try:
-            image = load_image(path)
-            boxes = source(path, image)
+            b = boxes(f.path if f.path is not None else Path(f.name), f.image)
         except InputImageError as e:
             yield ImageFailure(path, str(e))
             continue
-        image_id = (image_ids or {}).get(path)
-        if image_id is None:
-            image_id = source.image_id(path)
-        yield Frame(path, image, boxes, int(image_id if image_id is not None else pos))
+        iid = int(image_id(f))
+        if timestamps is not None:
+            timestamps[iid] = f.timestamp
+        yield Frame(path, f.image, b, iid)
+
+
+def read_frames(paths: Iterable[str | Path], source: BoxSource,
+                image_ids: dict[Path, int] | None = None) -> Iterator[Frame | ImageFailure]:
+    """Image files -> :func:`build_frames`. Image ids: ``image_ids[path]``, else the box source's id, else the
+    1-based position in ``paths``."""
+    ids = image_ids or {}
+
+    def image_id(f: SourceFrame) -> int:
+        found = ids.get(f.path)  # type: ignore[arg-type]
+        if found is None:
+            found = source.image_id(f.path)  # type: ignore[arg-type]
+        return found if found is not None else f.index + 1
+
+    return build_frames(ImageSource([Path(p) for p in paths]), source, image_id)
 
 
 @dataclass
@@ -124,8 +153,9 @@ class Predictor:
         if batch is not None and batch < 1:
             raise GtptError(f"--batch must be at least 1, got {batch}")
         if static is not None and batch is not None and batch != static:
-            raise GtptError(f"{Path(runner.source).name} has a static batch of {static}, got --batch {batch}; "
-                            f"leave out --batch or export the model with --batch {batch}")
+            # as run's --help says: a static batch is used as exported (one line, not a refusal)
+            log.warning("--batch %d ignored: %s has a static batch of %d, used as exported", batch,
+                        Path(str(runner.source)).name, static)
         self.runner = runner
         self.batch = static or batch or DEFAULT_BATCH
         self.static = static
@@ -154,8 +184,10 @@ class Predictor:
         ``batch`` is the most rows one runner call gets (an engine's profile or a server's max batch bounds it).
         Rows go to the runner in chunks of crops, each followed by its flipped copies: for a dynamic-batch artifact
         a chunk of batch/2 crops and its flips fill one call of ``batch`` rows; for a static batch B chunks of B
-        crops make the row stream, cut into calls of B with only the last call padded. Every backend we ship computes each row independently of its batch
-        neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not results.
+        crops make the row stream, cut into calls of B with only the last call zero-padded
+        (:func:`~gtpt_deploy.runtime.batching.infer_batched`). Every backend we ship computes each row independently
+        of its batch neighbours (ONNX Runtime CPU bit for bit, checked in tests), so the grouping changes speed, not
+        results.
         """
         n = len(crops)
         size = self._chunk
@@ -167,18 +199,9 @@ class Predictor:
                 parts.append(chunk[..., ::-1])  # width flip, as the official input.flip(3)
         rows = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
         call = self.static or self.batch  # dynamic: a chunk and its flipped copies share one call
-        xs, ys, kept = [], [], []
-        for start in range(0, len(rows), call):
-            piece = rows[start:start + call]
-            m = len(piece)
-            if self.static and m < call:
-                piece = np.concatenate((piece, np.zeros((call - m, *piece.shape[1:]), np.float32)))
-                self.padded_crops += call - m
-            x, y, k = self.runner.infer_kept(piece) if self._kept is not None else (*self.runner.infer(piece), None)
-            xs.append(x[:m])
-            ys.append(y[:m])
-            kept.append(k)
-        x, y = np.concatenate(xs), np.concatenate(ys)
+        kept: list[list[np.ndarray] | None] = []   # per call, when the runner records kept tokens
+        x, y, padded = infer_batched(self._infer_fn(kept), rows, call, static=self.static is not None)
+        self.padded_crops += padded
         self._keep_tokens(kept, n, len(rows))
         if not self.flip:
             return x, y, None, None
@@ -188,6 +211,18 @@ class Predictor:
             m = min(size, n - start)
             orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
+
+    def _infer_fn(self, kept: list[list[np.ndarray] | None]) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+        """``runner.infer``; when recording kept tokens, ``runner.infer_kept`` with each call's indices appended to
+        ``kept`` (padding rows included: :meth:`_keep_tokens` drops them)."""
+        if self._kept is None:
+            return self.runner.infer
+
+        def infer(piece: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x, y, k = self.runner.infer_kept(piece)
+            kept.append(k)
+            return x, y
+        return infer
 
     def _keep_tokens(self, kept: list[list[np.ndarray] | None], n: int, rows: int) -> None:
         """Store the kept tokens of the ``n`` crops of one :meth:`infer_crops` (``kept``: per runner call) from its
@@ -215,11 +250,9 @@ class Predictor:
     def decode(self, x: np.ndarray, y: np.ndarray, fx: np.ndarray | None, fy: np.ndarray | None,
                centers: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits -> (keypoints (N, K, 3) in image pixels, argmax bins (N, K, 2))."""
-        flipped = codec.flip_back(fx, fy, self.flip_index) if fx is not None else None
-        coords, conf = codec.decode(x, y, self.split_ratio, flipped)
-        xy = codec.to_image(coords, centers, scales, self.input_size)
-        bins = np.rint(coords * self.split_ratio).astype(np.int32)
-        return np.concatenate((xy, conf[..., None]), axis=-1), bins
+        flipped = (fx, fy) if fx is not None and fy is not None else None
+        return codec.decode_to_image(x, y, centers, scales, self.flip_index, flipped, self.split_ratio,
+                                     self.input_size, with_bins=True)
 
     # ------------------------------------------------------------------ images -> poses (streaming)
     def predict_frames(self, frames: Iterable[Frame | ImageFailure]) -> Iterator[Prediction]:
