@@ -40,3 +40,13 @@ def test_wholebody_sample_reaches_ap(shared):
     ckpt = MODELS / "gtpt_t_wholebody_sample.pth"
     report = validate(ckpt, [], wb / "coco_wholebody_val_v1.0_5img.json", wb / "images", boxes="gt", threads=1)
     assert report.rows[0].AP >= 0.60, f"whole-body AP {report.rows[0].AP:.3f} < 0.60"
+
+
+def test_coco_sample_holds_on_the_detectors_boxes_of_the_demo_images(shared):
+    """Issue 17 item 4: the demo poses the detector's boxes, never exactly the GT boxes; the sample must hold there
+    (AP >= 0.6 on the demo's own images; the first sample, trained on exact GT boxes only, scored 0.125)."""
+    from gtpt_deploy.bundled import DEMO_ANN, DEMO_IMAGES
+
+    detector = shared / "data" / "models" / "rtmdet_nano_person" / "end2end.onnx"
+    report = validate(MODELS / "gtpt_t_coco_sample.pth", [], DEMO_ANN, DEMO_IMAGES, detector=detector, threads=1)
+    assert report.rows[0].AP >= 0.6, f"detector-box AP {report.rows[0].AP:.3f} < 0.6 on the demo images"

@@ -239,6 +239,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--save-every", type=int, default=10, help="also write <out>.epochN.pth every N epochs")
+    ap.add_argument("--stop-epoch", type=int, default=0,
+                    help="stop after this epoch while the LR schedule still spans --epochs (0: run all)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time (0: no limit)")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (AMX on recent Xeons, ~1.6x faster)")
     ap.add_argument("--eval", help="ANN.json:IMAGE_DIR scored with AP (GT boxes, flip test) at every save; "
@@ -307,12 +309,14 @@ def main() -> None:
                       f"{f' (cosine to x{args.cosine} over {args.epochs} epochs)' if args.cosine else ''}"
                       f", batch {args.batch}, flip views"
                       f"{', bf16 autocast' if args.amp else ''}"
-                      f"{f', box jitter shift/scale/rot {args.jitter} ({args.exact_share:.0%} exact)' if jitter else ', exact GT boxes'}",
+                      + (f", box jitter shift/scale/rot {args.jitter} ({args.exact_share:.0%} exact)" if jitter
+                         else ", exact GT boxes"),
             "tool": "tools/train_sample.py"}
     if args.detector:
-        meta["detector_views"] = f"{len(persons) - num_gt} boxes of {_rel(str(args.detector))} (IoU >= 0.5 to a GT person)"
+        meta["detector_views"] = (f"{len(persons) - num_gt} boxes of {_rel(str(args.detector))} "
+                                  "(IoU >= 0.5 to a GT person)")
     if args.init:
-        meta["initialized_from"] = os.path.relpath(args.init)
+        meta["initialized_from"] = args.init.name   # a file name: no machine-specific path in the checkpoint
     for epoch in range(1, args.epochs + 1):
         if jitter is not None:  # fresh boxes every epoch; targets follow the jittered joints
             x, joints, weights = build_samples(persons, ds.flip_index(), cfg.image_size, jitter, aug_rng, image_cache,
@@ -334,7 +338,7 @@ def main() -> None:
             total += float(loss.detach()) * len(idx)
         minutes = (time.time() - start) / 60
         msg = f"epoch {epoch} loss {total / len(x):.4f} {minutes:.1f} min"
-        last = epoch == args.epochs or (args.max_minutes and minutes >= args.max_minutes)
+        last = epoch in (args.epochs, args.stop_epoch) or (args.max_minutes and minutes >= args.max_minutes)
         if epoch % args.save_every == 0 or last:
             err = pixel_error(model, *exact, cfg.split_ratio, device)
             msg += f" train-crop error {err:.2f} px"
