@@ -53,7 +53,7 @@ def export_cmd(checkpoint: Path, model: str | None, output: Path | None, batch: 
         if calib.ann is None or calib.images is None:
             raise GtptError("--precision int8 needs calibration crops: pass --calib-ann ANN.json and --calib-images "
                             "DIR")
-        stage = Int8Stage(calib.ann, calib.images, calib.num)
+        stage = Int8Stage(calib.ann, calib.images, calib.num)   # the option group's crops + the stage's defaults
     spec = ExportSpec(model=model, output=output, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                       simplify=not no_simplify, samples=samples)
     chain = export_chain(checkpoint, reduced(precision), spec, stage, force=force,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..artifacts import precision_path
+from ..runtime.options import CalibSpec as CalibData
 from ..errors import ArtifactExistsError, GtptError
 from ..tensorrt import cuda_mem
 from ..tensorrt.api import load_tensorrt
@@ -38,12 +39,11 @@ class ExportSpec:
 
 
 @dataclass(frozen=True)
-class CalibSpec:
-    """The INT8 stage's data and options (``calibrate_int8``): GT person crops of ``ann`` / ``images``."""
+class CalibSpec(CalibData):
+    """The INT8 stage (``calibrate_int8``): the crops of ``runtime.options.CalibSpec`` (GT person boxes of ``ann`` /
+    ``images``, ``num`` of them; None: every usable person, at most 512), the one definition the CLI's option group
+    builds too, plus how this stage runs."""
 
-    ann: PathLike
-    images: PathLike
-    num: int | None = None                   # calibration crops; None: every usable person, at most 512
     threads: int | None = None
     measure_only: bool = False               # True: no AP budget (max_ap_drop=None), measure the default recipe
 
