@@ -202,15 +202,21 @@ class Predictor:
         kept: list[list[np.ndarray] | None] = []   # per call, when the runner records kept tokens
         x, y, padded = infer_batched(self._infer_fn(kept), rows, call, static=self.static is not None)
         self.padded_crops += padded
-        self._keep_tokens(kept, n, len(rows))
+        orig = self._original_rows(n)
+        self._keep_tokens(kept, orig)
         if not self.flip:
             return x, y, None, None
-        # rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]: regroup
-        orig = np.zeros(len(rows), bool)
-        for start in range(0, n, size):
-            m = min(size, n - start)
-            orig[2 * start:2 * start + m] = True
         return x[orig], y[orig], x[~orig], y[~orig]
+
+    def _original_rows(self, n: int) -> np.ndarray:
+        """bool mask over the row stream of ``n`` crops: True for the crops themselves, False for their flipped
+        copies; with flip the rows are [chunk_0, flipped chunk_0, chunk_1, flipped chunk_1, ...]."""
+        if not self.flip:
+            return np.ones(n, bool)
+        orig = np.zeros(2 * n, bool)
+        for start in range(0, n, self._chunk):
+            orig[2 * start:2 * start + min(self._chunk, n - start)] = True
+        return orig
 
     def _infer_fn(self, kept: list[list[np.ndarray] | None]) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
         """``runner.infer``; when recording kept tokens, ``runner.infer_kept`` with each call's indices appended to
@@ -224,19 +230,15 @@ class Predictor:
             return x, y
         return infer
 
-    def _keep_tokens(self, kept: list[list[np.ndarray] | None], n: int, rows: int) -> None:
-        """Store the kept tokens of the ``n`` crops of one :meth:`infer_crops` (``kept``: per runner call) from its
-        ``rows`` rows, laid out as there: not their flipped copies, not the padding of the last call."""
+    def _keep_tokens(self, kept: list[list[np.ndarray] | None], orig: np.ndarray) -> None:
+        """Store the kept tokens of the crops of one :meth:`infer_crops` (``kept``: per runner call; ``orig``: its
+        :meth:`_original_rows`): not their flipped copies, not the padding of the last call."""
         if self._kept is None:
             return
         if any(k is None for k in kept):
             self._kept = None
             return
-        orig = np.ones(rows, bool)
-        if self.flip:
-            orig[:] = False
-            for start in range(0, n, self._chunk):
-                orig[2 * start:2 * start + min(self._chunk, n - start)] = True
+        rows = len(orig)
         self._kept.append([np.concatenate([k[i] for k in kept])[:rows][orig] for i in range(len(kept[0]))])
 
     def kept_tokens(self) -> list[np.ndarray] | None:
