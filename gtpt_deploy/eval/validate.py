@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,7 +21,6 @@ import numpy as np
 
 from ..runners import Runner, create_runner, provider_for
 from ..runtime.boxes import BoxSource, CachedBoxes, GroundTruthBoxes
-from ..runtime.person_boxes import box_source
 from .compare import compare_keypoints
 from .lineage import floor_key, provenance, refuse_self_comparison, relation, same_model
 from .tokens import with_kept_tokens
@@ -47,9 +46,7 @@ DEFAULT_BUDGETS = {"fp32": 0.0, "fp16": 0.001, "bf16": DEFAULT_MAX_AP_DROP, "int
 
 def _box_source(spec: BoxSpec, gt: dict) -> CachedBoxes:
     """The boxes of ``spec`` (ground truth of ``gt`` when it names none), cached so every artifact sees the same."""
-    boxes = "gt" if spec.boxes is None and spec.detector is None else spec.boxes
-    return CachedBoxes(box_source(boxes=boxes, detector=spec.detector, ann=gt, score_thr=spec.box_thr,
-                                  device=spec.detector_device, threads=spec.detector_threads))
+    return CachedBoxes(replace(spec, boxes="gt" if spec.whole_images else spec.boxes, ann=gt).source())
 
 
 def _box_label(spec: BoxSpec) -> str:
@@ -209,8 +206,6 @@ def _rows(artifacts: list[str | Path], runs: list[ArtifactRun], gt: dict,
 
 def _with_lineage(rows: list[ValidationRow], metas: list[Any]) -> list[ValidationRow]:
     """Rows with the one same-model rule applied to every candidate (lineage.py): derived or agreeing."""
-    from dataclasses import replace
-
     base = provenance(rows[0].artifact, metas[0])
     out = [replace(rows[0], reason="the baseline")]
     for row, meta in zip(rows[1:], metas[1:]):

@@ -49,7 +49,8 @@ class BoxSpec:
     Attributes:
         boxes: ``"gt"`` (ground-truth boxes of ``ann``) or a COCO detection results JSON; exclusive with detector.
         detector: a person detector ONNX (mmdeploy RTMDet / YOLOX export).
-        ann: COCO annotation file: the source of ``"gt"`` boxes, and of image ids by file name where a command uses it.
+        ann: COCO annotation file (or its loaded dict): the source of ``"gt"`` boxes, and of image ids by file name
+            where a command uses it.
         box_thr: minimum box score (None: 0.3 for a detector, 0.0 for a detection file).
         detector_device / detector_threads: where the detector runs and its CPU threads.
     Neither ``boxes`` nor ``detector``: each whole image is one person box.
@@ -57,7 +58,7 @@ class BoxSpec:
 
     boxes: str | Path | None = None
     detector: str | Path | None = None
-    ann: str | Path | None = None
+    ann: str | Path | dict | None = None
     box_thr: float | None = None
     detector_device: str = "cpu"
     detector_threads: int | None = None
@@ -90,7 +91,6 @@ class OutputSpec:
     draw: bool = True
     show: bool | None = None
     force: bool = False
-
 
 
 @dataclass(frozen=True)
