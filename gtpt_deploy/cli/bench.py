@@ -86,6 +86,8 @@ def bench_cmd(artifacts: tuple[Path, ...], runners: RunnerSweep, rounds: int | N
       gtpt-deploy bench models/gtpt_t_coco_sample.pth export/gtpt_t_coco_bdyn.onnx --torch-compile --threads 1
       gtpt-deploy bench export/gtpt_t_coco_b1.onnx export/gtpt_t_coco_b1_fp16.onnx --batch 1 --json
       gtpt-deploy bench export/gtpt_t_coco_bdyn.onnx --images val2017/ --detector rtmdet_nano.onnx
+      gtpt-deploy bench engines/t_b8_fp16.engine --images val2017/ --detector rtmdet_nano.onnx --detector-device cuda \\
+          --box-thr 0.5 --detector-threads 2
       gtpt-deploy bench triton://127.0.0.1:8000/gtpt_pose --concurrency 1,4,16
       gtpt-deploy bench t_bdyn.onnx t_bdyn_fp16.onnx t_bdyn_int8.onnx --ship --ann val.json --threads 1
     """
